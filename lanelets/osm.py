@@ -1,0 +1,408 @@
+"""Lossless element-level model of a Lanelet2 ``.osm`` file.
+
+Why not only ``lanelet2.io``: a Lanelet2 read/write round trip drops ``<MetaInfo>`` and every regulatory
+element Lanelet2 does not know (Autoware's ``bus_stop_area``, ``road_marking`` ...), re-projects coordinates
+and renumbers nothing but rewrites every number (see docs/ARCHITECTURE.md). Tiles and releases must keep IDs,
+tags and coordinates exactly as the source has them, so this module keeps each top-level element's XML
+verbatim (as lxml serialises it) next to numpy arrays of what the geometry code needs. Lanelet2 is still the
+map model for routing, matching and checks: :func:`lanelets.model.load_lanelet2` loads the same file.
+
+Parsing is lxml's (libxml2), streamed with ``iterparse`` so memory stays proportional to the output arrays,
+not to an XML tree. Documents with a DTD are refused: entity expansion ("billion laughs") is never attempted.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from lxml import etree
+
+from lanelets.errors import MapError
+
+KINDS = ("node", "way", "relation")
+# Regulatory-element subtypes that lanelet2 1.2.3 models; every other subtype is kept verbatim only.
+LANELET2_REGELEM_SUBTYPES = frozenset(
+    {"traffic_light", "traffic_sign", "speed_limit", "right_of_way", "all_way_stop"}
+)
+_MEMBER_KIND = {"node": 0, "way": 1, "relation": 2}
+
+
+@dataclass
+class OsmMap:
+    """A Lanelet2 OSM file as arrays (for geometry) plus verbatim elements (for lossless output).
+
+    Rows are in file order per kind. ``*_xml`` hold each element's serialised XML (bytes, no tail).
+    ``way_nodes`` is CSR: the node *rows* of way ``w`` are ``way_nodes[way_ptr[w]:way_ptr[w+1]]``.
+    Relation members are CSR too, each with a kind (0 node, 1 way, 2 relation), a row and a role.
+    """
+
+    source: str
+    root_open: bytes
+    extras: list[bytes]  # top-level elements other than node/way/relation (MetaInfo, bounds, ...)
+    node_id: np.ndarray
+    node_lat: np.ndarray  # NaN where the file has an empty lat
+    node_lon: np.ndarray
+    node_local_x: np.ndarray  # NaN where absent
+    node_local_y: np.ndarray
+    node_xml: np.ndarray  # object array of bytes
+    way_id: np.ndarray
+    way_ptr: np.ndarray
+    way_nodes: np.ndarray
+    way_tags: list[dict[str, str]]
+    way_xml: np.ndarray
+    rel_id: np.ndarray
+    rel_ptr: np.ndarray
+    rel_member_kind: np.ndarray
+    rel_member_row: np.ndarray
+    rel_member_role: list[str]
+    rel_tags: list[dict[str, str]]
+    rel_xml: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    # -- sizes and classification -------------------------------------------------------------
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_id)
+
+    @property
+    def n_ways(self) -> int:
+        return len(self.way_id)
+
+    @property
+    def n_relations(self) -> int:
+        return len(self.rel_id)
+
+    def relation_types(self) -> np.ndarray:
+        return np.array([t.get("type", "") for t in self.rel_tags], dtype=object)
+
+    @property
+    def local_only(self) -> bool:
+        """True when points carry no lat/lon, only ``local_x``/``local_y`` (Autoware's local maps)."""
+        return bool(self.n_nodes) and bool(np.isnan(self.node_lat).all())
+
+    def summary(self) -> dict:
+        """What was read and how each kind of element is kept (nothing is dropped silently)."""
+        types = self.relation_types()
+        subtypes = np.array([t.get("subtype", "") for t in self.rel_tags], dtype=object)
+        regelem = types == "regulatory_element"
+        known = np.array([s in LANELET2_REGELEM_SUBTYPES for s in subtypes], dtype=bool)
+        verbatim_regelems: dict[str, int] = {}
+        for s in subtypes[regelem & ~known]:
+            verbatim_regelems[s or "(none)"] = verbatim_regelems.get(s or "(none)", 0) + 1
+        other_relations: dict[str, int] = {}
+        for t in types[~np.isin(types, ["lanelet", "multipolygon", "regulatory_element"])]:
+            other_relations[t or "(none)"] = other_relations.get(t or "(none)", 0) + 1
+        n_local = int((~np.isnan(self.node_local_x)).sum())
+        if self.local_only:
+            coords = "local_x/local_y only (empty lat/lon): positions need an origin"
+        elif n_local:
+            coords = "lat/lon, with local_x/local_y kept as tags"
+        else:
+            coords = "lat/lon"
+        return {
+            "source": self.source,
+            "points": self.n_nodes,
+            "line_strings": self.n_ways,
+            "lanelets": int((types == "lanelet").sum()),
+            "areas": int((types == "multipolygon").sum()),
+            "regulatory_elements": int(regelem.sum()),
+            "coordinates": coords,
+            "negative_ids": int((self.node_id < 0).sum() + (self.way_id < 0).sum() + (self.rel_id < 0).sum()),
+            "kept": {
+                "modelled_by_lanelet2": "points, line strings, lanelets, areas and regulatory elements of "
+                + ", ".join(sorted(LANELET2_REGELEM_SUBTYPES)),
+                "verbatim_regulatory_elements": verbatim_regelems,
+                "verbatim_other_relations": other_relations,
+                "verbatim_top_level": [_tag_of(x) for x in self.extras],
+                "unknown_tags": "kept verbatim on every element",
+            },
+        }
+
+    # -- lossless output ------------------------------------------------------------------------
+    def xml_bytes(self, nodes=None, ways=None, relations=None) -> bytes:
+        """The OSM document holding the given rows (boolean masks or index arrays; ``None`` = all)."""
+        buf = io.BytesIO()
+        buf.write(b'<?xml version="1.0" encoding="UTF-8"?>\n')
+        buf.write(self.root_open)
+        buf.write(b"\n")
+        for extra in self.extras:
+            buf.write(b"  " + extra + b"\n")
+        for xml, sel in ((self.node_xml, nodes), (self.way_xml, ways), (self.rel_xml, relations)):
+            chosen = xml if sel is None else xml[sel]
+            if len(chosen):
+                buf.write(b"  ")
+                buf.write(b"\n  ".join(chosen.tolist()))
+                buf.write(b"\n")
+        buf.write(b"</osm>\n")
+        return buf.getvalue()
+
+    def write(self, path: str | os.PathLike, **selection) -> None:
+        write_atomic(path, self.xml_bytes(**selection))
+
+    # -- positions ------------------------------------------------------------------------------
+    def lonlat(self, origin: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """WGS-84 lon/lat of every point. Points without lat/lon are placed from ``local_x``/``local_y``
+        as Lanelet2's ``UtmProjector(origin)`` does: UTM metres relative to the origin's UTM position."""
+        lon, lat = self.node_lon.copy(), self.node_lat.copy()
+        missing = np.isnan(lat) | np.isnan(lon)
+        if missing.any():
+            has_local = missing & ~np.isnan(self.node_local_x) & ~np.isnan(self.node_local_y)
+            if (missing & ~has_local).any():
+                bad = self.node_id[missing & ~has_local][0]
+                raise MapError(f"{self.source}: point {bad} has neither lat/lon nor local_x/local_y")
+            from lanelets.projection import local_to_lonlat
+
+            lat0, lon0 = origin if origin is not None else (0.0, 0.0)
+            lon[has_local], lat[has_local] = local_to_lonlat(
+                self.node_local_x[has_local], self.node_local_y[has_local], lat0, lon0
+            )
+        return lon, lat
+
+    def way_of_position(self) -> np.ndarray:
+        """For each entry of ``way_nodes``, the way row it belongs to."""
+        return np.repeat(np.arange(self.n_ways), np.diff(self.way_ptr))
+
+    def relation_of_member(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_relations), np.diff(self.rel_ptr))
+
+
+def _tag_of(xml: bytes) -> str:
+    return xml[1 : xml.find(b" ") if b" " in xml[:64] else xml.find(b">")].decode().rstrip("/")
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _float(value: str | None, source: str, what: str, eid: str) -> float:
+    if value is None or value == "":
+        return np.nan
+    try:
+        return float(value)
+    except ValueError:
+        raise MapError(f"{source}: point {eid} has a {what} that is not a number: {value!r}") from None
+
+
+def read_osm(path: str | os.PathLike, *, validate: bool = True) -> OsmMap:
+    """Read a Lanelet2 ``.osm`` file. Raises :class:`MapError` (one line, naming the file) on bad input:
+    malformed XML, a DTD/entities, no ``<osm>`` root, duplicate IDs, dangling references, coordinates outside
+    WGS-84 ranges, an empty file."""
+    path = Path(path)
+    source = str(path)
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        if not head.strip():
+            raise MapError(f"{source}: empty file")
+        first = head.find(b"<osm")
+        if b"<!DOCTYPE" in (head if first < 0 else head[:first]) or b"<!ENTITY" in head:
+            raise MapError(f"{source}: XML with a DTD or entity declarations is refused (entity expansion)")
+        f.seek(0)
+        try:
+            return _parse(f, source, validate)
+        except etree.XMLSyntaxError as exc:
+            raise MapError(f"{source}: malformed XML: {exc.msg}") from None
+
+
+def _parse(f, source: str, validate: bool) -> OsmMap:
+    parser_kwargs = dict(events=("start", "end"), resolve_entities=False, no_network=True, huge_tree=False,
+                         load_dtd=False, remove_comments=False)
+    ctx = etree.iterparse(f, **parser_kwargs)
+    n_id, n_lat, n_lon, n_lx, n_ly, n_xml = [], [], [], [], [], []
+    w_id, w_refs, w_tags, w_xml = [], [], [], []
+    r_id, r_members, r_tags, r_xml = [], [], [], []
+    extras: list[bytes] = []
+    root = None
+    root_open = b""
+    depth = 0
+    tostring = etree.tostring
+    for event, elem in ctx:
+        if event == "start":
+            depth += 1
+            if depth == 1:
+                root = elem
+                if elem.tag != "osm":
+                    raise MapError(f"{source}: root element is <{elem.tag}>, expected <osm>")
+                attrs = "".join(f' {k}="{_attr_escape(v)}"' for k, v in elem.attrib.items())
+                root_open = f"<osm{attrs}>".encode()
+            continue
+        depth -= 1
+        if depth != 1:
+            continue
+        tag = elem.tag
+        if tag == "node":
+            eid = elem.get("id")
+            n_id.append(eid)
+            n_lat.append(_float(elem.get("lat"), source, "lat", eid))
+            n_lon.append(_float(elem.get("lon"), source, "lon", eid))
+            lx = ly = np.nan
+            for child in elem:
+                k = child.get("k")
+                if k == "local_x":
+                    lx = _float(child.get("v"), source, "local_x", eid)
+                elif k == "local_y":
+                    ly = _float(child.get("v"), source, "local_y", eid)
+            n_lx.append(lx)
+            n_ly.append(ly)
+            n_xml.append(tostring(elem, with_tail=False))
+        elif tag == "way":
+            w_id.append(elem.get("id"))
+            refs, tags = [], {}
+            for child in elem:
+                if child.tag == "nd":
+                    refs.append(child.get("ref"))
+                elif child.tag == "tag":
+                    tags[child.get("k")] = child.get("v")
+            w_refs.append(refs)
+            w_tags.append(tags)
+            w_xml.append(tostring(elem, with_tail=False))
+        elif tag == "relation":
+            r_id.append(elem.get("id"))
+            members, tags = [], {}
+            for child in elem:
+                if child.tag == "member":
+                    members.append((child.get("type"), child.get("ref"), child.get("role") or ""))
+                elif child.tag == "tag":
+                    tags[child.get("k")] = child.get("v")
+            r_members.append(members)
+            r_tags.append(tags)
+            r_xml.append(tostring(elem, with_tail=False))
+        elif isinstance(tag, str):
+            extras.append(tostring(elem, with_tail=False))
+        # Free what was parsed: this element and everything before it under the root.
+        elem.clear(keep_tail=False)
+        while elem.getprevious() is not None:
+            del root[0]
+    if root is None:
+        raise MapError(f"{source}: no <osm> element")
+
+    try:
+        node_id = np.array(n_id, dtype=np.int64)
+        way_id = np.array(w_id, dtype=np.int64)
+        rel_id = np.array(r_id, dtype=np.int64)
+    except (ValueError, TypeError):
+        raise MapError(f"{source}: an element has a missing or non-integer id") from None
+    m = OsmMap(
+        source=source,
+        root_open=root_open,
+        extras=extras,
+        node_id=node_id,
+        node_lat=np.array(n_lat, dtype=np.float64),
+        node_lon=np.array(n_lon, dtype=np.float64),
+        node_local_x=np.array(n_lx, dtype=np.float64),
+        node_local_y=np.array(n_ly, dtype=np.float64),
+        node_xml=_objarray(n_xml),
+        way_id=way_id,
+        way_ptr=np.zeros(1, dtype=np.int64),
+        way_nodes=np.zeros(0, dtype=np.int64),
+        way_tags=w_tags,
+        way_xml=_objarray(w_xml),
+        rel_id=rel_id,
+        rel_ptr=np.zeros(1, dtype=np.int64),
+        rel_member_kind=np.zeros(0, dtype=np.int8),
+        rel_member_row=np.zeros(0, dtype=np.int64),
+        rel_member_role=[],
+        rel_tags=r_tags,
+        rel_xml=_objarray(r_xml),
+    )
+    if validate:
+        for name, ids in (("point", node_id), ("line string", way_id), ("relation", rel_id)):
+            _check_unique(ids, source, name)
+        _check_ranges(m)
+    _resolve_refs(m, w_refs, r_members, validate)
+    return m
+
+
+def _attr_escape(v: str) -> str:
+    return v.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+
+
+def _objarray(items: list) -> np.ndarray:
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr
+
+
+def _check_unique(ids: np.ndarray, source: str, name: str) -> None:
+    if len(ids) != len(np.unique(ids)):
+        s = np.sort(ids)
+        dup = s[1:][s[1:] == s[:-1]][0]
+        raise MapError(f"{source}: duplicate {name} id {dup}")
+
+
+def _check_ranges(m: OsmMap) -> None:
+    bad = (np.abs(m.node_lat) > 90) | (np.abs(m.node_lon) > 180)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise MapError(
+            f"{m.source}: point {m.node_id[i]} is outside WGS-84 ranges (lat {m.node_lat[i]}, lon {m.node_lon[i]})"
+        )
+
+
+def _lookup(ids_sorted: np.ndarray, order: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """Rows of ``refs`` in an id array (via its argsort); -1 where missing."""
+    if len(ids_sorted) == 0:
+        return np.full(len(refs), -1, dtype=np.int64)
+    pos = np.searchsorted(ids_sorted, refs)
+    pos_c = np.minimum(pos, len(ids_sorted) - 1)
+    found = ids_sorted[pos_c] == refs
+    return np.where(found, order[pos_c], -1)
+
+
+def _resolve_refs(m: OsmMap, w_refs: list[list[str]], r_members: list[list[tuple]], validate: bool) -> None:
+    node_order = np.argsort(m.node_id, kind="stable")
+    node_sorted = m.node_id[node_order]
+    lengths = np.fromiter((len(r) for r in w_refs), dtype=np.int64, count=len(w_refs))
+    m.way_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = np.array([ref for refs in w_refs for ref in refs], dtype=np.int64)
+    rows = _lookup(node_sorted, node_order, flat)
+    if validate and (rows < 0).any():
+        i = int(np.flatnonzero(rows < 0)[0])
+        way = m.way_id[np.searchsorted(m.way_ptr, i, side="right") - 1]
+        raise MapError(f"{m.source}: dangling reference: line string {way} refers to missing point {flat[i]}")
+    m.way_nodes = rows
+
+    lengths = np.fromiter((len(r) for r in r_members), dtype=np.int64, count=len(r_members))
+    m.rel_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    kinds, refs, roles = [], [], []
+    for members in r_members:
+        for kind, ref, role in members:
+            if kind not in _MEMBER_KIND:
+                raise MapError(f"{m.source}: relation member of unknown type {kind!r}")
+            kinds.append(_MEMBER_KIND[kind])
+            refs.append(ref)
+            roles.append(role)
+    try:
+        ref_arr = np.array(refs, dtype=np.int64)
+    except ValueError:
+        raise MapError(f"{m.source}: a relation member has a non-integer ref") from None
+    kind_arr = np.array(kinds, dtype=np.int8)
+    member_rows = np.full(len(ref_arr), -1, dtype=np.int64)
+    for code, ids in ((0, m.node_id), (1, m.way_id), (2, m.rel_id)):
+        sel = kind_arr == code
+        order = np.argsort(ids, kind="stable")
+        member_rows[sel] = _lookup(ids[order], order, ref_arr[sel])
+    if validate and (member_rows < 0).any():
+        i = int(np.flatnonzero(member_rows < 0)[0])
+        rel = m.rel_id[np.searchsorted(m.rel_ptr, i, side="right") - 1]
+        kind = KINDS[kind_arr[i]]
+        raise MapError(f"{m.source}: dangling reference: relation {rel} refers to missing {kind} {ref_arr[i]}")
+    m.rel_member_kind = kind_arr
+    m.rel_member_row = member_rows
+    m.rel_member_role = roles

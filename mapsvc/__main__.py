@@ -1,0 +1,3 @@
+from mapsvc.cli import main
+
+main()

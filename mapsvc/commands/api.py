@@ -1,0 +1,2 @@
+"""mapsvc CLI: api commands."""
+commands: list = []

@@ -1,0 +1,2 @@
+"""mapsvc CLI: check commands."""
+commands: list = []

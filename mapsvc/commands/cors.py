@@ -1,0 +1,2 @@
+"""mapsvc CLI: cors commands."""
+commands: list = []

@@ -1,0 +1,127 @@
+"""mapsvc CLI: build, tile, publish, releases, export, demo."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mapsvc.config import home
+
+
+def parse_origin(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        lat, lon = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("expected LAT,LON, e.g. 39.79,116.50") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise click.BadParameter("LAT,LON outside WGS-84 ranges")
+    return (lat, lon)
+
+
+origin_option = click.option("--origin", callback=parse_origin, metavar="LAT,LON",
+                             help="Origin for maps whose points have only local_x/local_y.")
+level_option = click.option("--level", type=click.IntRange(0, 15), default=13, show_default=True,
+                            help="NDS.Live tile level (13 is about 2.4 km x 1.9 km at Beijing).")
+
+
+def store_url() -> str:
+    return str(home() / "store")
+
+
+@click.command("build")
+@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .osm")
+@origin_option
+def build_cmd(input, out, origin):
+    """Build a Lanelet2 map from INPUT (.osm, .gpkg, .geojson)."""
+    from lanelets import build
+
+    summary = build(input, out, origin)
+    click.echo(json.dumps(summary, indent=1, ensure_ascii=False))
+
+
+@click.command("tile")
+@click.argument("map_path", metavar="MAP.osm", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory")
+@level_option
+@origin_option
+def tile_cmd(map_path, out, level, origin):
+    """Cut MAP.osm into self-contained tiles: OUT/manifest.json and OUT/tiles/*.osm.gz."""
+    from mapsvc.pipeline import tile_to_dir
+
+    manifest = tile_to_dir(map_path, out, level, origin)
+    total = sum(t["bytes"] for t in manifest["tiles"])
+    click.echo(f"{len(manifest['tiles'])} tiles at level {level}, {total} bytes -> {out}")
+
+
+@click.command("publish")
+@click.argument("map_path", metavar="MAP.osm", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--release", required=True, help="Release name (immutable).")
+@level_option
+@origin_option
+def publish_cmd(map_path, release, level, origin):
+    """Tile MAP.osm and store it as an immutable release."""
+    from mapsvc.pipeline import publish
+
+    manifest = publish(map_path, release, store_url(), level, origin)
+    click.echo(f"published {release}: {len(manifest['tiles'])} tiles at level {level}")
+
+
+@click.group("releases")
+def releases_cmd():
+    """List, show and compare releases."""
+
+
+@releases_cmd.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def releases_list(as_json):
+    from tiles import open_store
+
+    rel = open_store(store_url()).releases()
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in rel], indent=1))
+        return
+    for r in rel:
+        click.echo(f"{r.name}\t{r.created}\tlevel {r.level}\t{r.tiles} tiles\t{r.bytes} bytes")
+
+
+@releases_cmd.command("show")
+@click.argument("name")
+def releases_show(name):
+    from tiles import open_store
+
+    click.echo(json.dumps(open_store(store_url()).manifest(name), indent=1, ensure_ascii=False))
+
+
+@releases_cmd.command("diff")
+@click.argument("a")
+@click.argument("b")
+def releases_diff(a, b):
+    from tiles import open_store
+
+    click.echo(json.dumps(open_store(store_url()).diff(a, b), indent=1))
+
+
+@click.command("export")
+@click.argument("name")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def export_cmd(name, out):
+    """Write release NAME to OUT in the layout of `mapsvc tile`."""
+    from tiles import open_store
+
+    manifest = open_store(store_url()).export(name, out)
+    click.echo(f"exported {name}: {len(manifest['tiles'])} tiles -> {out}")
+
+
+@click.command("demo")
+def demo_cmd():
+    """Build the bundled pilot-zone map, tile it, publish a release (and the RTK demo)."""
+    from mapsvc.demo import run_demo
+
+    run_demo()
+
+
+commands = [build_cmd, tile_cmd, publish_cmd, releases_cmd, export_cmd, demo_cmd]

@@ -1,0 +1,2 @@
+"""mapsvc CLI: service commands."""
+commands: list = []

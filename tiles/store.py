@@ -1,0 +1,337 @@
+"""The release store: immutable, named sets of tiles plus a manifest.
+
+Tiles are stored once per content (sha256-addressed blobs), so a tile unchanged between releases costs
+nothing. The catalogue is SQLite by default; :class:`ReleaseStore` is the interface a PostgreSQL-backed store
+would implement (``open_store`` picks one by URL scheme from a registry).
+
+Publishing is atomic: blobs are written first (temp file, fsync, rename; a blob nobody references is
+harmless and ``gc`` removes it), then the release and all its tile rows go in one SQLite transaction. A process
+killed at any moment leaves either the whole release or none, and earlier releases are never touched.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from tiles.cutter import Tile
+from tiles.errors import StoreError
+
+MANIFEST_FORMAT = "mapsvc-tiles/1"
+RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def tile_path(tile_id: int) -> str:
+    return f"tiles/{tile_id}.osm.gz"
+
+
+def make_manifest(tiles: list[Tile], level: int, **meta) -> dict:
+    return {
+        "format": MANIFEST_FORMAT,
+        **meta,
+        "level": level,
+        "tiles": [
+            {"id": t.id, "sha256": t.sha256, "bytes": t.bytes, "path": tile_path(t.id),
+             "bbox": list(t.bbox), "counts": t.counts}
+            for t in sorted(tiles, key=lambda t: t.id)
+        ],
+    }
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """Canonical JSON (sorted keys, no spaces): what is hashed and signed."""
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def write_tile_dir(out: str | os.PathLike, manifest: dict, blobs: dict[str, bytes]) -> None:
+    """Write ``manifest.json`` and the tiles to ``out``, all or nothing (built aside, then renamed)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "tiles").mkdir()
+        for entry in manifest["tiles"]:
+            (tmp / entry["path"]).write_bytes(blobs[entry["sha256"]])
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False))
+        old = None
+        if out.exists():
+            if not out.is_dir():
+                raise StoreError(f"{out}: exists and is not a directory")
+            if any(out.iterdir()) and not (out / "manifest.json").exists():
+                raise StoreError(f"{out}: directory is not empty and holds no tile manifest; refusing to replace it")
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@dataclass
+class ReleaseInfo:
+    name: str
+    created: str
+    level: int
+    tiles: int
+    bytes: int
+    manifest_sha256: str
+
+
+class ReleaseStore(ABC):
+    """What every release store does; the service and CLI only use this."""
+
+    @abstractmethod
+    def publish(self, name: str, tiles: list[Tile], manifest: dict,
+                attachments: dict[str, tuple[bytes, bool]] | None = None,
+                progress: Callable[[int], None] | None = None) -> dict: ...
+
+    @abstractmethod
+    def releases(self) -> list[ReleaseInfo]: ...
+
+    @abstractmethod
+    def manifest(self, name: str) -> dict: ...
+
+    @abstractmethod
+    def tile(self, name: str, tile_id: int) -> tuple[bytes, str]: ...
+
+    @abstractmethod
+    def blob(self, sha256: str) -> bytes: ...
+
+    @abstractmethod
+    def attachment(self, name: str, key: str, *, restricted_ok: bool = False) -> bytes: ...
+
+    def latest(self) -> ReleaseInfo:
+        rel = self.releases()
+        if not rel:
+            raise StoreError("no release has been published")
+        return rel[-1]
+
+    def diff(self, a: str, b: str) -> dict:
+        """Tiles added, changed and removed going from release ``a`` to release ``b``."""
+        ta = {t["id"]: t["sha256"] for t in self.manifest(a)["tiles"]}
+        tb = {t["id"]: t["sha256"] for t in self.manifest(b)["tiles"]}
+        return {
+            "from": a,
+            "to": b,
+            "added": sorted(set(tb) - set(ta)),
+            "changed": sorted(i for i in set(ta) & set(tb) if ta[i] != tb[i]),
+            "removed": sorted(set(ta) - set(tb)),
+            "unchanged": sum(1 for i in set(ta) & set(tb) if ta[i] == tb[i]),
+        }
+
+    def export(self, name: str, out: str | os.PathLike) -> dict:
+        manifest = self.manifest(name)
+        blobs = {t["sha256"]: self.blob(t["sha256"]) for t in manifest["tiles"]}
+        write_tile_dir(out, manifest, blobs)
+        return manifest
+
+
+class SqliteReleaseStore(ReleaseStore):
+    """SQLite catalogue + a directory of content-addressed blobs (the embedded default)."""
+
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS releases (
+        name TEXT PRIMARY KEY, created TEXT NOT NULL, level INTEGER NOT NULL,
+        manifest BLOB NOT NULL, manifest_sha256 TEXT NOT NULL, seq INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS release_tiles (
+        release TEXT NOT NULL REFERENCES releases(name), tile_id INTEGER NOT NULL,
+        sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (release, tile_id));
+    CREATE TABLE IF NOT EXISTS attachments (
+        release TEXT NOT NULL REFERENCES releases(name), key TEXT NOT NULL, data BLOB NOT NULL,
+        restricted INTEGER NOT NULL, PRIMARY KEY (release, key));
+    CREATE INDEX IF NOT EXISTS release_tiles_sha ON release_tiles(sha256);
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.blob_dir = self.root / "blobs" / "sha256"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "catalogue.sqlite"
+        with self._connect() as db:
+            db.executescript(self.SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def _blob_path(self, sha: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise StoreError(f"not a sha256: {sha!r}")
+        return self.blob_dir / sha[:2] / f"{sha}.osm.gz"
+
+    def _put_blob(self, data: bytes, sha: str) -> None:
+        path = self._blob_path(sha)
+        if path.exists() and path.stat().st_size == len(data):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".blob.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    # -- writing -------------------------------------------------------------------------------------
+    def publish(self, name, tiles, manifest, attachments=None, progress=None) -> dict:
+        if not RELEASE_NAME.match(name or ""):
+            raise StoreError(f"release name {name!r}: use letters, digits, '.', '_' or '-' (at most 128)")
+        with self._connect() as db:
+            if db.execute("SELECT 1 FROM releases WHERE name=?", (name,)).fetchone():
+                raise StoreError(f"release {name!r} already exists; releases are immutable")
+        for t in tiles:
+            if hashlib.sha256(t.data).hexdigest() != t.sha256:
+                raise StoreError(f"tile {t.id}: data does not match its sha256")
+            self._put_blob(t.data, t.sha256)
+            if progress is not None:
+                progress(1)
+        body = manifest_bytes(manifest)
+        created = manifest.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute("SELECT 1 FROM releases WHERE name=?", (name,)).fetchone():
+                raise StoreError(f"release {name!r} already exists; releases are immutable")
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM releases").fetchone()[0]
+            db.execute("INSERT INTO releases VALUES (?,?,?,?,?,?)",
+                       (name, created, manifest["level"], body, hashlib.sha256(body).hexdigest(), seq))
+            db.executemany("INSERT INTO release_tiles VALUES (?,?,?,?)",
+                           [(name, t.id, t.sha256, t.bytes) for t in tiles])
+            for key, (data, restricted) in (attachments or {}).items():
+                db.execute("INSERT INTO attachments VALUES (?,?,?,?)", (name, key, data, int(restricted)))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+        return manifest
+
+    def add_attachment(self, name: str, key: str, data: bytes, restricted: bool) -> None:
+        """Attach a file to an existing release (a signature, a report); never replaces one."""
+        self.manifest(name)
+        with self._connect() as db:
+            try:
+                db.execute("INSERT INTO attachments VALUES (?,?,?,?)", (name, key, data, int(restricted)))
+            except sqlite3.IntegrityError:
+                raise StoreError(f"release {name!r} already has {key!r}") from None
+
+    # -- reading -------------------------------------------------------------------------------------
+    def releases(self) -> list[ReleaseInfo]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT r.name, r.created, r.level, COUNT(t.tile_id), COALESCE(SUM(t.bytes), 0), r.manifest_sha256 "
+                "FROM releases r LEFT JOIN release_tiles t ON t.release = r.name GROUP BY r.name ORDER BY r.seq"
+            ).fetchall()
+        return [ReleaseInfo(*r) for r in rows]
+
+    def manifest(self, name: str) -> dict:
+        with self._connect() as db:
+            row = db.execute("SELECT manifest FROM releases WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise StoreError(f"unknown release {name!r}")
+        return json.loads(row[0])
+
+    def manifest_raw(self, name: str) -> bytes:
+        with self._connect() as db:
+            row = db.execute("SELECT manifest FROM releases WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise StoreError(f"unknown release {name!r}")
+        return bytes(row[0])
+
+    def tile(self, name: str, tile_id: int) -> tuple[bytes, str]:
+        with self._connect() as db:
+            row = db.execute("SELECT sha256 FROM release_tiles WHERE release=? AND tile_id=?",
+                             (name, int(tile_id))).fetchone()
+        if row is None:
+            self.manifest(name)  # unknown release -> its own error
+            raise StoreError(f"release {name!r} has no tile {tile_id}")
+        return self.blob(row[0]), row[0]
+
+    def blob(self, sha256: str) -> bytes:
+        path = self._blob_path(sha256)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"blob {sha256} is missing from the store") from None
+        return data
+
+    def blob_file(self, sha256: str) -> Path:
+        return self._blob_path(sha256)
+
+    def attachment(self, name: str, key: str, *, restricted_ok: bool = False) -> bytes:
+        with self._connect() as db:
+            row = db.execute("SELECT data, restricted FROM attachments WHERE release=? AND key=?",
+                             (name, key)).fetchone()
+        if row is None or (row[1] and not restricted_ok):
+            raise StoreError(f"release {name!r} has no {key!r}")
+        return bytes(row[0])
+
+    def verify(self, name: str) -> list[str]:
+        """Problems found re-hashing every tile of a release against its manifest (empty = intact)."""
+        problems = []
+        for t in self.manifest(name)["tiles"]:
+            try:
+                data = self.blob(t["sha256"])
+            except StoreError as exc:
+                problems.append(str(exc))
+                continue
+            if hashlib.sha256(data).hexdigest() != t["sha256"]:
+                problems.append(f"tile {t['id']}: stored bytes do not match sha256 {t['sha256']}")
+        return problems
+
+    def gc(self) -> int:
+        """Remove blobs no release references (left by an interrupted publish). Returns how many."""
+        with self._connect() as db:
+            used = {r[0] for r in db.execute("SELECT DISTINCT sha256 FROM release_tiles")}
+        removed = 0
+        for path in self.blob_dir.glob("*/*"):
+            sha = path.name.split(".")[0]
+            if sha not in used:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+STORES: dict[str, Callable[[str], ReleaseStore]] = {
+    "sqlite": lambda rest: SqliteReleaseStore(rest),
+}
+
+
+def open_store(url: str | os.PathLike) -> ReleaseStore:
+    """A store by URL: ``sqlite:///path/to/dir`` or a plain directory (SQLite). Other schemes register in
+    :data:`STORES` (a PostgreSQL store would register ``postgresql``)."""
+    url = str(url)
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return SqliteReleaseStore(url)
+    factory = STORES.get(scheme)
+    if factory is None:
+        raise StoreError(f"no release store for scheme {scheme!r} (have: {', '.join(sorted(STORES))})")
+    return factory(rest if scheme != "sqlite" else rest or ".")
+
+
+def iter_tiles_from_dir(directory: str | os.PathLike) -> Iterable[tuple[dict, bytes]]:
+    d = Path(directory)
+    manifest = json.loads((d / "manifest.json").read_text())
+    for entry in manifest["tiles"]:
+        yield entry, (d / entry["path"]).read_bytes()
