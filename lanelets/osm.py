@@ -191,13 +191,19 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def _float(value: str | None, source: str, what: str, eid: str) -> float:
-    if value is None or value == "":
-        return np.nan
+def _floats(values: list, source: str, what: str, ids: list) -> np.ndarray:
+    """Strings to float64 in one numpy pass; empty or missing values become NaN."""
+    arr = np.array(values, dtype=object)
+    arr[(arr == "") | (arr == None)] = "nan"  # noqa: E711 (element-wise)
     try:
-        return float(value)
+        return arr.astype(np.float64)
     except ValueError:
-        raise MapError(f"{source}: point {eid} has a {what} that is not a number: {value!r}") from None
+        for v, eid in zip(values, ids):
+            try:
+                float(v or "nan")
+            except ValueError:
+                raise MapError(f"{source}: point {eid} has a {what} that is not a number: {v!r}") from None
+        raise
 
 
 def read_osm(path: str | os.PathLike, *, validate: bool = True) -> OsmMap:
@@ -221,43 +227,45 @@ def read_osm(path: str | os.PathLike, *, validate: bool = True) -> OsmMap:
 
 
 def _parse(f, source: str, validate: bool) -> OsmMap:
-    parser_kwargs = dict(events=("start", "end"), resolve_entities=False, no_network=True, huge_tree=False,
-                         load_dtd=False, remove_comments=False)
-    ctx = etree.iterparse(f, **parser_kwargs)
+    # Only node/way/relation elements come back to Python (their children are read from the element), which
+    # keeps the per-element work in libxml2; other top-level elements are picked up as siblings.
+    ctx = etree.iterparse(f, events=("end",), tag=KINDS, resolve_entities=False, no_network=True,
+                          huge_tree=False, load_dtd=False)
     n_id, n_lat, n_lon, n_lx, n_ly, n_xml = [], [], [], [], [], []
     w_id, w_refs, w_tags, w_xml = [], [], [], []
     r_id, r_members, r_tags, r_xml = [], [], [], []
     extras: list[bytes] = []
     root = None
-    root_open = b""
-    depth = 0
     tostring = etree.tostring
-    for event, elem in ctx:
-        if event == "start":
-            depth += 1
-            if depth == 1:
-                root = elem
-                if elem.tag != "osm":
-                    raise MapError(f"{source}: root element is <{elem.tag}>, expected <osm>")
-                attrs = "".join(f' {k}="{_attr_escape(v)}"' for k, v in elem.attrib.items())
-                root_open = f"<osm{attrs}>".encode()
-            continue
-        depth -= 1
-        if depth != 1:
-            continue
+    for _, elem in ctx:
+        parent = elem.getparent()
+        if root is None:
+            root = parent
+            if root is None or root.tag != "osm" or root.getparent() is not None:
+                raise MapError(f"{source}: root element is <{getattr(root, 'tag', None)}>, expected <osm>")
+        if parent is not root:
+            continue  # a nested element of the same name (not OSM): left to its parent
+        # Siblings before this element were all handled; keep the non-OSM ones (MetaInfo, bounds) verbatim.
+        while True:
+            first = root[0]
+            if first is elem:
+                break
+            if isinstance(first.tag, str) and first.tag not in KINDS:
+                extras.append(tostring(first, with_tail=False))
+            del root[0]
         tag = elem.tag
         if tag == "node":
             eid = elem.get("id")
             n_id.append(eid)
-            n_lat.append(_float(elem.get("lat"), source, "lat", eid))
-            n_lon.append(_float(elem.get("lon"), source, "lon", eid))
-            lx = ly = np.nan
+            n_lat.append(elem.get("lat"))
+            n_lon.append(elem.get("lon"))
+            lx = ly = ""
             for child in elem:
                 k = child.get("k")
                 if k == "local_x":
-                    lx = _float(child.get("v"), source, "local_x", eid)
+                    lx = child.get("v")
                 elif k == "local_y":
-                    ly = _float(child.get("v"), source, "local_y", eid)
+                    ly = child.get("v")
             n_lx.append(lx)
             n_ly.append(ly)
             n_xml.append(tostring(elem, with_tail=False))
@@ -272,7 +280,7 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
             w_refs.append(refs)
             w_tags.append(tags)
             w_xml.append(tostring(elem, with_tail=False))
-        elif tag == "relation":
+        else:
             r_id.append(elem.get("id"))
             members, tags = [], {}
             for child in elem:
@@ -283,14 +291,16 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
             r_members.append(members)
             r_tags.append(tags)
             r_xml.append(tostring(elem, with_tail=False))
-        elif isinstance(tag, str):
-            extras.append(tostring(elem, with_tail=False))
-        # Free what was parsed: this element and everything before it under the root.
         elem.clear(keep_tail=False)
-        while elem.getprevious() is not None:
-            del root[0]
     if root is None:
-        raise MapError(f"{source}: no <osm> element")
+        root = ctx.root
+        if root is None or root.tag != "osm":
+            raise MapError(f"{source}: root element is <{getattr(root, 'tag', None)}>, expected <osm>")
+    for rest in root:
+        if isinstance(rest.tag, str) and rest.tag not in KINDS:
+            extras.append(tostring(rest, with_tail=False))
+    attrs = "".join(f' {k}="{_attr_escape(v)}"' for k, v in root.attrib.items())
+    root_open = f"<osm{attrs}>".encode()
 
     try:
         node_id = np.array(n_id, dtype=np.int64)
@@ -303,10 +313,10 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
         root_open=root_open,
         extras=extras,
         node_id=node_id,
-        node_lat=np.array(n_lat, dtype=np.float64),
-        node_lon=np.array(n_lon, dtype=np.float64),
-        node_local_x=np.array(n_lx, dtype=np.float64),
-        node_local_y=np.array(n_ly, dtype=np.float64),
+        node_lat=_floats(n_lat, source, "lat", n_id),
+        node_lon=_floats(n_lon, source, "lon", n_id),
+        node_local_x=_floats(n_lx, source, "local_x", n_id),
+        node_local_y=_floats(n_ly, source, "local_y", n_id),
         node_xml=_objarray(n_xml),
         way_id=way_id,
         way_ptr=np.zeros(1, dtype=np.int64),

@@ -39,12 +39,17 @@ def test_publish_diff_export(tmp_path):
     # Unchanged tiles are stored once.
     blobs = list((store_dir / "blobs" / "sha256").glob("*/*"))
     assert len(blobs) == len(m1["tiles"]) + len(d["changed"])
-    # Export has the layout of `mapsvc tile` and the same bytes.
-    tile_to_dir(src, tmp_path / "tiled", level=15)
+    # Export has the layout of `mapsvc tile`, with the stored bytes.
+    tiled = tile_to_dir(src, tmp_path / "tiled", level=15)
     store.export("r1", tmp_path / "exported")
+    import hashlib
     for entry in m1["tiles"]:
-        assert (tmp_path / "exported" / entry["path"]).read_bytes() == (tmp_path / "tiled" / entry["path"]).read_bytes()
+        data = (tmp_path / "exported" / entry["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and data == store.tile("r1", entry["id"])[0]
     assert json.loads((tmp_path / "exported" / "manifest.json").read_text())["tiles"] == m1["tiles"]
+    layout = lambda d: sorted(str(p.relative_to(d)).split("/")[0] for p in d.iterdir())
+    assert layout(tmp_path / "exported") == layout(tmp_path / "tiled") == ["manifest.json", "tiles"]
+    assert set(tiled["tiles"][0]) == set(m1["tiles"][0])
     assert store.verify("r1") == [] and store.verify("r2") == []
     with pytest.raises(StoreError):
         publish(src, "r1", store_dir, level=15)  # immutable
