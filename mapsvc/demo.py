@@ -48,7 +48,21 @@ def run_map_demo(level: int = 13) -> dict:
     return {"map": str(osm), "tiles": len(manifest["tiles"]), "release": name}
 
 
-def run_demo() -> dict:
+def run_demo(serve: bool = False) -> dict:
+    from cors.demo import run_rtk_demo
+
     result = {"maps": run_map_demo()}
-    click.echo("done: " + json.dumps(result))
+    click.echo("4/4 RTK: a real GEONET base station replayed through the NTRIP caster to a rover")
+    rtk = run_rtk_demo(home(), speed=20.0)
+    result["rtk"] = {k: v for k, v in rtk.items() if k in ("summary", "epochs", "fix_rate", "seconds")}
+    click.echo("done: " + json.dumps(result, default=str))
+    if serve:
+        click.echo("starting the service (Ctrl-C stops it): mapsvc serve")
+        from click import get_current_context
+
+        from mapsvc.commands.service import serve as serve_cmd
+
+        get_current_context().invoke(serve_cmd)
+    else:
+        click.echo("start the service with: .venv/bin/mapsvc serve   (HTTP on 127.0.0.1:8080, NTRIP on 2101)")
     return result

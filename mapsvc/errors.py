@@ -15,6 +15,8 @@ def _collect() -> tuple[type[BaseException], ...]:
         ("cors.errors", ("CorsError",)),
         ("desensitize.errors", ("DesensitizeError",)),
         ("standards.errors", ("StandardsError",)),
+        ("mapsvc.signing", ("SignatureError",)),
+        ("mapsvc.client", ("FetchError",)),
     ):
         try:
             module = importlib.import_module(mod)

@@ -12,6 +12,7 @@ from tiles import cut, make_manifest, open_store, write_tile_dir
 from tiles.grid import DEFAULT_LEVEL
 
 from mapsvc import __version__
+from mapsvc.signing import release_signature
 
 
 @contextmanager
@@ -59,12 +60,44 @@ def tile_to_dir(path, out, level: int = DEFAULT_LEVEL, origin=None) -> dict:
     return manifest
 
 
-def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=None) -> dict:
+def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=None, *, restricted_areas=None,
+            profile: str | None = None, offset_provider: str | None = None, rules=None, rasters=()) -> dict:
+    """Desensitise, tile, scan and store a release. There is no way around the desensitisation step: the
+    raw map never reaches the store, only its desensitised tiles, the report (manifest) and the audit
+    (restricted attachment)."""
+    from desensitize import desensitize, desensitize_raster, load_settings
+    from desensitize.scan import require_clean
+    from mapsvc.config import home
+
     store = open_store(store_url)
     if any(r.name == release for r in store.releases()):
         from tiles import StoreError
 
         raise StoreError(f"release {release!r} already exists; releases are immutable")
-    tiles, manifest = tile_map(path, level, origin, release=release)
+    path = Path(path)
+    settings = load_settings(home(), profile=profile, offset_provider=offset_provider, rules=rules)
+    result = desensitize(read_osm(path), settings=settings, restricted=restricted_areas, origin=origin)
+    out = result.map
+    with progress("tiling", 0) as tick:
+        tiles = cut(out, level, None, progress=tick)
+    require_clean(tiles, result.rules, expected_nodes=(out.node_id, out.node_lon, out.node_lat),
+                  provider=result.provider, restricted=result.restricted)
+    attachments = {"audit.json": (result.audit.to_json(release=release, source=path.name,
+                                                       profile=settings.profile), True)}
+    for raster in rasters:
+        cog, info = desensitize_raster(raster, result.provider, restricted=result.restricted)
+        key = f"raster/{Path(raster).stem}.tif"
+        attachments[key] = (cog, False)
+        result.report.setdefault("rasters", []).append({"attachment": key, **info})
+    summary = out.summary()
+    summary.pop("source", None)
+    manifest = make_manifest(
+        tiles, level, generator=f"mapsvc {__version__}",
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        source={"file": path.name, "sha256": file_sha256(path), "summary": summary},
+        origin=None,  # a local map's origin is a true position: it stays with the producer
+        release=release, desensitization=result.report)
     with progress("publishing", len(tiles)) as tick:
-        return store.publish(release, tiles, manifest, progress=tick)
+        # manifest.sig is signed over the exact manifest bytes and stored in the same transaction (mapsvc.signing)
+        return store.publish(release, tiles, manifest, progress=tick,
+                             attachments={**release_signature(manifest), **attachments})

@@ -77,7 +77,7 @@ def test_publish_is_atomic_under_kill(tmp_path):
     """Kill -9 a publish at many moments: each time the store holds the whole release or none of it."""
     from benchmarks.mapgen import replicate
     src = require_shared(LANELET2_DIR / "autoware_core_road_shoulder_lanelet2_map.osm")
-    big = replicate(src, tmp_path / "big.osm", 8)
+    big = replicate(src, tmp_path / "big.osm", 4)
     home = tmp_path / "home"
     env = dict(os.environ, MAPSVC_HOME=str(home))
     cmd = mapsvc_cmd()
@@ -92,11 +92,11 @@ def test_publish_is_atomic_under_kill(tmp_path):
     duration = time.monotonic() - t0
     complete = len(store.manifest("full")["tiles"])
     outcomes = []
-    for k in range(10):
+    for k in range(6):
         name = f"k{k}"
         proc = subprocess.Popen(cmd + ["publish", str(big), "--release", name, "--level", "15"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(duration * (0.3 + 0.7 * k / 9))
+        time.sleep(duration * (0.3 + 0.7 * k / 5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         names = [r.name for r in open_store(home / "store").releases()]

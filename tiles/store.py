@@ -27,6 +27,7 @@ from tiles.cutter import Tile
 from tiles.errors import StoreError
 
 MANIFEST_FORMAT = "mapsvc-tiles/1"
+RESERVED_NAMES = frozenset({"latest"})  # an API alias
 RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -180,6 +181,7 @@ class SqliteReleaseStore(ReleaseStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".blob.", dir=path.parent)
         try:
+            os.fchmod(fd, 0o644)  # tiles are public once published; nginx may serve them directly
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -192,8 +194,9 @@ class SqliteReleaseStore(ReleaseStore):
 
     # -- writing -------------------------------------------------------------------------------------
     def publish(self, name, tiles, manifest, attachments=None, progress=None) -> dict:
-        if not RELEASE_NAME.match(name or ""):
-            raise StoreError(f"release name {name!r}: use letters, digits, '.', '_' or '-' (at most 128)")
+        if not RELEASE_NAME.match(name or "") or name in RESERVED_NAMES:
+            raise StoreError(f"release name {name!r}: use letters, digits, '.', '_' or '-' (at most 128), "
+                             f"not {', '.join(sorted(RESERVED_NAMES))}")
         with self._connect() as db:
             if db.execute("SELECT 1 FROM releases WHERE name=?", (name,)).fetchone():
                 raise StoreError(f"release {name!r} already exists; releases are immutable")

@@ -62,12 +62,27 @@ def tile_cmd(map_path, out, level, origin):
 @click.option("--release", required=True, help="Release name (immutable).")
 @level_option
 @origin_option
-def publish_cmd(map_path, release, level, origin):
-    """Tile MAP.osm and store it as an immutable release."""
+@click.option("--restricted-areas", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Polygon layer GDAL reads (GeoPackage, GeoJSON): everything intersecting it is removed.")
+@click.option("--profile", type=click.Choice(["pilot-test", "production"]), default=None,
+              help="Desensitisation profile (default from $MAPSVC_HOME/desensitize.yaml, else pilot-test).")
+@click.option("--offset-provider", default=None, metavar="NAME",
+              help="Offset provider registered under mapsvc.offset_providers (gcj02, vendor, ...).")
+@click.option("--rules", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Desensitisation rules YAML (default: the shipped rule set).")
+@click.option("--raster", "rasters", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Raster layer to desensitise and attach as a cloud-optimised GeoTIFF (repeatable).")
+def publish_cmd(map_path, release, level, origin, restricted_areas, profile, offset_provider, rules, rasters):
+    """Desensitise MAP.osm, tile it and store it as an immutable release."""
     from mapsvc.pipeline import publish
 
-    manifest = publish(map_path, release, store_url(), level, origin)
-    click.echo(f"published {release}: {len(manifest['tiles'])} tiles at level {level}")
+    manifest = publish(map_path, release, store_url(), level, origin, restricted_areas=restricted_areas,
+                       profile=profile, offset_provider=offset_provider, rules=rules, rasters=rasters)
+    d = manifest["desensitization"]
+    click.echo(f"published {release}: {len(manifest['tiles'])} tiles at level {level}; "
+               f"offset {d['offset']['name']} (certified: {'yes' if d['certified'] else 'no'}), profile {d['profile']}")
+    if d.get("notice"):
+        click.echo(f"notice: {d['notice']}")
 
 
 @click.group("releases")
@@ -117,11 +132,15 @@ def export_cmd(name, out):
 
 
 @click.command("demo")
-def demo_cmd():
-    """Build the bundled pilot-zone map, tile it, publish a release (and the RTK demo)."""
+@click.option("--serve/--no-serve", default=None,
+              help="Start `mapsvc serve` at the end (default: only when run on a terminal).")
+def demo_cmd(serve):
+    """Build the pilot-zone map, tile and publish it, show RTK fixes, then serve."""
+    import sys
+
     from mapsvc.demo import run_demo
 
-    run_demo()
+    run_demo(serve=sys.stdin.isatty() and sys.stdout.isatty() if serve is None else serve)
 
 
 commands = [build_cmd, tile_cmd, publish_cmd, releases_cmd, export_cmd, demo_cmd]

@@ -1,0 +1,296 @@
+"""Station registry (SQLite): who the reference stations are, where they stand, how their data arrive.
+
+Precise ARP coordinates are restricted data: ``Station.public()`` gives the approximate position
+(two decimals, as NTRIP STR records do); the ECEF ARP leaves the service only inside RTCM 1005/1006.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from cors.errors import CorsError
+
+MOUNTPOINT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+STATION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+RESERVED_MOUNTPOINTS = frozenset({"NEAREST"})
+# Earth's ECEF radius spans ~6.357-6.378 Mm; allow mountains and a margin, reject obvious typos.
+_ECEF_RADIUS_RANGE = (6.30e6, 6.42e6)
+
+
+# --- sources: each kind parses its own spec (a registry of kinds, not an if-chain) ---------------
+
+@dataclass(frozen=True)
+class Source:
+    kind: str
+    spec: str
+    host: str = ""
+    port: int = 0
+    user: str = ""
+    password: str = ""
+    mountpoint: str = ""
+    obs: str = ""
+    nav: str = ""
+
+    def public(self) -> str:
+        """The source spec without credentials (for listings and status)."""
+        if self.kind == "ntrip":
+            return f"ntrip://{self.host}:{self.port}/{self.mountpoint}"
+        return self.spec
+
+
+def _parse_push(spec: str) -> Source:
+    return Source("push", "push")
+
+
+def _hostport(spec: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(spec)
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise CorsError(f"source {spec!r}: bad port") from None
+    if not parts.hostname:
+        raise CorsError(f"source {spec!r}: missing host")
+    return parts.hostname, port
+
+
+def _parse_tcp(spec: str) -> Source:
+    host, port = _hostport(spec, 0)
+    if not port:
+        raise CorsError(f"source {spec!r}: tcp://HOST:PORT needs a port")
+    return Source("tcp", spec, host=host, port=port)
+
+
+def _parse_ntrip(spec: str) -> Source:
+    host, port = _hostport(spec, 2101)
+    parts = urlsplit(spec)
+    mount = parts.path.lstrip("/")
+    if not MOUNTPOINT.match(mount):
+        raise CorsError(f"source {spec!r}: ntrip://[USER:PASS@]HOST[:PORT]/MOUNT needs a mountpoint")
+    return Source("ntrip", spec, host=host, port=port, user=unquote(parts.username or ""),
+                  password=unquote(parts.password or ""), mountpoint=mount)
+
+
+def _parse_rinex(spec: str) -> Source:
+    body = spec[len("rinex:"):]
+    path, _, query = body.partition("?")
+    nav = (parse_qs(query).get("nav") or [""])[0]
+    if not path or not nav:
+        raise CorsError(f"source {spec!r}: expected rinex:OBS?nav=NAV")
+    return Source("rinex", spec, obs=path, nav=nav)
+
+
+SOURCE_KINDS = {"push": _parse_push, "tcp": _parse_tcp, "ntrip": _parse_ntrip, "rinex": _parse_rinex}
+
+
+def parse_source(spec: str) -> Source:
+    spec = (spec or "push").strip()
+    kind = "push" if spec == "push" else spec.split(":", 1)[0].lower()
+    parser = SOURCE_KINDS.get(kind)
+    if parser is None:
+        raise CorsError(f"source {spec!r}: unknown kind {kind!r} (push, tcp://, ntrip://, rinex:)")
+    return parser(spec)
+
+
+# --- station passwords: user-chosen, so a salted slow KDF (scrypt) --------------------------------
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt$16384$8$1${salt.hex()}${digest.hex()}"
+
+
+def check_password(stored: str, password: str) -> bool:
+    try:
+        algo, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if algo != "scrypt":
+        return False
+    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p))
+    return hmac.compare_digest(got.hex(), digest)
+
+
+# --- stations -------------------------------------------------------------------------------------
+
+_TO_GEODETIC = None
+
+
+def ecef_to_geodetic(x: float, y: float, z: float) -> tuple[float, float, float]:
+    """ECEF (m) -> lat, lon (deg), ellipsoidal height (m) on WGS 84."""
+    global _TO_GEODETIC
+    if _TO_GEODETIC is None:
+        from pyproj import Transformer
+
+        _TO_GEODETIC = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
+    lon, lat, h = _TO_GEODETIC.transform(x, y, z)
+    return float(lat), float(lon), float(h)
+
+
+@dataclass
+class Station:
+    id: str
+    mountpoint: str
+    ecef: tuple[float, float, float]
+    name: str = ""
+    receiver: str = ""
+    antenna: str = ""
+    format: str = "RTCM 3.3"
+    # STR format-details: message types with their intervals, e.g. "1006(10),1077(1),1230(10)"
+    messages: str = ""
+    nav_system: str = ""   # e.g. "GPS+GAL"; empty: taken from what the station sends
+    carrier: int = 2       # 0 none, 1 L1, 2 L1+L2
+    country: str = "XXX"   # ISO 3166 alpha-3; XXX = not stated
+    source: str = "push"
+    password_hash: str = field(default="", repr=False)
+    created: float = 0.0
+
+    @property
+    def source_spec(self) -> Source:
+        return parse_source(self.source)
+
+    @property
+    def geodetic(self) -> tuple[float, float, float]:
+        return ecef_to_geodetic(*self.ecef)
+
+    def approx_latlon(self) -> tuple[float, float]:
+        lat, lon, _ = self.geodetic
+        return round(lat, 2), round(lon, 2)
+
+    def check_password(self, password: str) -> bool:
+        return bool(self.password_hash) and check_password(self.password_hash, password)
+
+    def public(self) -> dict:
+        """What anyone may see: no precise coordinates, no credentials."""
+        lat, lon = self.approx_latlon()
+        return {
+            "id": self.id, "name": self.name, "mountpoint": self.mountpoint,
+            "approx_lat": lat, "approx_lon": lon, "receiver": self.receiver, "antenna": self.antenna,
+            "format": self.format, "messages": self.messages, "nav_system": self.nav_system,
+            "carrier": self.carrier, "country": self.country, "source": self.source_spec.kind,
+        }
+
+    def private(self) -> dict:
+        """Operator view (CLI ``stations show``): includes the ARP, never the password hash."""
+        d = self.public()
+        d["ecef"] = list(self.ecef)
+        d["source"] = self.source_spec.public()
+        d["created"] = self.created
+        return d
+
+
+def _check_station(st: Station) -> None:
+    if not STATION_ID.match(st.id):
+        raise CorsError(f"station id {st.id!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    if not MOUNTPOINT.match(st.mountpoint):
+        raise CorsError(f"station {st.id}: mountpoint {st.mountpoint!r} must be 1-100 of A-Z a-z 0-9 _ . -")
+    if st.mountpoint.upper() in RESERVED_MOUNTPOINTS:
+        raise CorsError(f"station {st.id}: mountpoint {st.mountpoint!r} is reserved by the caster")
+    if len(st.ecef) != 3:
+        raise CorsError(f"station {st.id}: --ecef needs X,Y,Z in metres")
+    r = sum(c * c for c in st.ecef) ** 0.5
+    if not _ECEF_RADIUS_RANGE[0] <= r <= _ECEF_RADIUS_RANGE[1]:
+        raise CorsError(f"station {st.id}: ECEF {st.ecef} is {r:.0f} m from the geocentre, not on the Earth")
+    if st.carrier not in (0, 1, 2):
+        raise CorsError(f"station {st.id}: carrier must be 0, 1 or 2")
+    for text in (st.name, st.receiver, st.antenna, st.format, st.messages, st.nav_system, st.country):
+        if ";" in text or "\n" in text or "\r" in text:
+            raise CorsError(f"station {st.id}: ';' and line breaks are not allowed in sourcetable fields")
+    parse_source(st.source)
+
+
+def parse_ecef(text: str) -> tuple[float, float, float]:
+    try:
+        xyz = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise CorsError(f"--ecef {text!r}: expected X,Y,Z in metres") from None
+    if len(xyz) != 3:
+        raise CorsError(f"--ecef {text!r}: expected X,Y,Z in metres")
+    return xyz  # type: ignore[return-value]
+
+
+_COLUMNS = ("id", "mountpoint", "x", "y", "z", "name", "receiver", "antenna", "format", "messages",
+            "nav_system", "carrier", "country", "source", "password_hash", "created")
+
+
+class StationRegistry:
+    """The station registry, one SQLite file (path given by the caller, e.g. under mapsvc.config.home())."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS stations (id TEXT PRIMARY KEY, mountpoint TEXT NOT NULL UNIQUE,"
+            " x REAL, y REAL, z REAL, name TEXT, receiver TEXT, antenna TEXT, format TEXT, messages TEXT,"
+            " nav_system TEXT, carrier INTEGER, country TEXT, source TEXT, password_hash TEXT, created REAL)"
+        )
+        self._version = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, station: Station, password: str | None = None) -> Station:
+        _check_station(station)
+        kind = station.source_spec.kind
+        if password:
+            station.password_hash = hash_password(password)
+        if kind == "push" and not station.password_hash:
+            raise CorsError(f"station {station.id}: a push station needs --password")
+        station.created = station.created or time.time()
+        row = (station.id, station.mountpoint, *station.ecef, station.name, station.receiver,
+               station.antenna, station.format, station.messages, station.nav_system, station.carrier,
+               station.country, station.source, station.password_hash, station.created)
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM stations WHERE id=?", (station.id,)).fetchone():
+                raise CorsError(f"station {station.id!r} already exists in {self.path}")
+            if self._db.execute("SELECT id FROM stations WHERE mountpoint=?", (station.mountpoint,)).fetchone():
+                raise CorsError(f"mountpoint {station.mountpoint!r} is already used in {self.path}")
+            self._db.execute(f"INSERT INTO stations({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})", row)
+        return station
+
+    @staticmethod
+    def _station(row) -> Station:
+        d = dict(zip(_COLUMNS, row))
+        ecef = (d.pop("x"), d.pop("y"), d.pop("z"))
+        return Station(ecef=ecef, **d)
+
+    def get(self, station_id: str) -> Station:
+        with self._lock:
+            row = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM stations WHERE id=?", (station_id,)).fetchone()
+        if row is None:
+            raise CorsError(f"no station {station_id!r} in {self.path}")
+        return self._station(row)
+
+    def by_mountpoint(self, mountpoint: str) -> Station | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM stations WHERE mountpoint=?",
+                                   (mountpoint,)).fetchone()
+        return self._station(row) if row else None
+
+    def list(self) -> list[Station]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM stations ORDER BY id").fetchall()
+        return [self._station(r) for r in rows]
+
+    def remove(self, station_id: str) -> None:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM stations WHERE id=?", (station_id,))
+        if cur.rowcount == 0:
+            raise CorsError(f"no station {station_id!r} in {self.path}")
+
+    def fingerprint(self) -> str:
+        """Changes whenever the registry content does (the caster polls it to pick up CLI edits)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM stations ORDER BY id").fetchall()
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()

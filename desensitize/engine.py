@@ -1,0 +1,548 @@
+"""Desensitise one Lanelet2 map (:class:`lanelets.osm.OsmMap`): rules, restricted areas, offset, audit.
+
+Order matters: content rules and restricted areas are evaluated on the true geometry (restricted polygons
+are in true WGS-84), deletions are propagated so the map stays valid, and only then is every surviving point
+moved by the offset provider. Metric attributes (widths, lengths ...) are never recomputed: they are kept
+from the source, i.e. from the unshifted geometry (regulations.md §4.3: the offset distorts up to 0.66 %).
+Metric copies of positions (``local_x``/``local_y``/``mgrs_code``...) are dropped.
+
+Rule checks run on one flat table of every tag of every element (numpy object arrays), so each rule is a
+handful of vectorised comparisons whatever the map size; the XML of changed elements is rewritten with lxml.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+from lxml import etree
+
+from desensitize.audit import Audit
+from desensitize.errors import DesensitizeError
+from desensitize.provider import OffsetProvider
+from desensitize.rules import CLASSES, RuleSet
+from lanelets.osm import OsmMap, read_osm
+
+NODE, LINE, LANELET, AREA, REGELEM, RELATION = range(6)
+_KIND_NAME = ("node", "way", "relation")
+_POSITION_EXTRA = re.compile(rb"\b(min|max)?(lat|lon)\s*=")
+OFFSET_RULE = "SEC-01"
+
+
+@dataclass
+class Restricted:
+    """Restricted-area polygons (true WGS-84) and a label per polygon (layer:fid — never coordinates)."""
+
+    polygons: np.ndarray
+    labels: list[str]
+    source: str = ""
+
+
+@dataclass
+class Result:
+    map: OsmMap  # the desensitised map (offset coordinates)
+    xml: bytes
+    report: dict
+    audit: Audit
+    kept_node_ids: np.ndarray
+    moved: np.ndarray  # per kept node: did the provider move it (inside its region)
+    flags: list = field(default_factory=list)
+
+
+# -- element table --------------------------------------------------------------------------------------
+class _Table:
+    """Every element as a global index g (nodes, then ways, then relations) with its class, and every tag
+    as parallel arrays (g, key, value)."""
+
+    def __init__(self, m: OsmMap):
+        self.m = m
+        self.nn, self.nw, self.nr = m.n_nodes, m.n_ways, m.n_relations
+        self.n = self.nn + self.nw + self.nr
+        cls = np.empty(self.n, np.int8)
+        cls[: self.nn] = NODE
+        cls[self.nn: self.nn + self.nw] = LINE
+        types = m.relation_types()
+        rc = np.full(self.nr, RELATION, np.int8)
+        rc[types == "lanelet"] = LANELET
+        rc[types == "multipolygon"] = AREA
+        rc[types == "regulatory_element"] = REGELEM
+        cls[self.nn + self.nw:] = rc
+        self.cls = cls
+        # Node tags live only in the XML: parse each node once and keep the element for the rewrite.
+        self.node_elems = [etree.fromstring(x) for x in m.node_xml]
+        tg, tk, tv = [], [], []
+        for i, el in enumerate(self.node_elems):
+            for t in el.iterfind("tag"):
+                tg.append(i)
+                tk.append(t.get("k"))
+                tv.append(t.get("v"))
+        for base, dicts in ((self.nn, m.way_tags), (self.nn + self.nw, m.rel_tags)):
+            for i, tags in enumerate(dicts):
+                for k, v in tags.items():
+                    tg.append(base + i)
+                    tk.append(k)
+                    tv.append(v)
+        self.tg = np.array(tg, dtype=np.int64)
+        self.tk = _objarray(tk)
+        self.tv = _objarray(tv)
+
+    def kind_row(self, g: np.ndarray):
+        g = np.asarray(g, np.int64)
+        kind = np.where(g < self.nn, 0, np.where(g < self.nn + self.nw, 1, 2))
+        row = g - np.array([0, self.nn, self.nn + self.nw])[kind]
+        return kind, row
+
+    def ids(self, g: np.ndarray) -> np.ndarray:
+        kind, row = self.kind_row(g)
+        out = np.empty(len(g), np.int64)
+        for k, arr in enumerate((self.m.node_id, self.m.way_id, self.m.rel_id)):
+            out[kind == k] = arr[row[kind == k]]
+        return out
+
+
+def _objarray(items) -> np.ndarray:
+    a = np.empty(len(items), dtype=object)
+    a[:] = items
+    return a
+
+
+def _value_match(values: np.ndarray, spec) -> np.ndarray:
+    if spec == "*":
+        return np.ones(len(values), bool)
+    return np.isin(values, np.array(spec, dtype=object))
+
+
+def _regex_mask(strings: np.ndarray, patterns) -> np.ndarray:
+    """Regex search over the distinct strings only, mapped back (tags repeat a lot)."""
+    if not len(strings):
+        return np.zeros(0, bool)
+    uniq, inv = np.unique(strings.astype(str), return_inverse=True)
+    hit = np.fromiter((any(p.search(u) for p in patterns) for u in uniq), bool, len(uniq))
+    return hit[inv]
+
+
+def _class_mask(rule) -> np.ndarray:
+    allowed = np.zeros(len(CLASSES), bool)
+    for i, c in enumerate(CLASSES):
+        allowed[i] = rule.applies_to(c)
+    return allowed
+
+
+def match_tags(rule, tg, tk, tv, cls_of_g) -> tuple[np.ndarray, np.ndarray]:
+    """(tag-row mask, element g's passing ``when``) for a tag-based rule over a tag table."""
+    allowed = _class_mask(rule)[cls_of_g[tg]] if len(tg) else np.zeros(0, bool)
+    op, check = rule.check["op"], rule.check
+    if op == "tag_present":
+        sel = np.isin(tk, np.array(check["keys"], dtype=object))
+    elif op == "tag_match":
+        sel = np.zeros(len(tk), bool)
+        for k, spec in check["tags"].items():
+            key = tk == k
+            if key.any():
+                sel[key] |= _value_match(tv[key], spec)
+    elif op == "text_match":
+        keys = check.get("keys")
+        cand = np.isin(tk, np.array(keys, dtype=object)) if keys else np.ones(len(tk), bool)
+        sel = np.zeros(len(tk), bool)
+        if cand.any():
+            sel[cand] = _regex_mask(tv[cand], rule.patterns) | (
+                _regex_mask(tk[cand], rule.patterns) if not keys else False)
+    else:
+        raise AssertionError(op)
+    sel &= allowed
+    when = check.get("when")
+    if when and sel.any():
+        ok = None
+        for k, spec in when.items():
+            key = tk == k
+            has = np.unique(tg[key][_value_match(tv[key], spec)])
+            ok = has if ok is None else np.intersect1d(ok, has)
+        sel &= np.isin(tg, ok)
+    return sel
+
+
+# -- geometry of elements (true coordinates) ----------------------------------------------------------
+def _element_geometries(m: OsmMap, lon, lat, cls) -> np.ndarray:
+    """A shapely geometry per global element index: points, line strings, lanelet polygons (bounds closed
+    into a ring) and areas (built from their outer/inner ways); other relations: their members' union."""
+    nn, nw = m.n_nodes, m.n_ways
+    geoms = np.empty(nn + nw + m.n_relations, dtype=object)
+    geoms[:nn] = shapely.points(lon, lat)
+    way_len = np.diff(m.way_ptr)
+    way_geom = np.empty(nw, dtype=object)
+    line = way_len >= 2
+    if line.any():
+        pos_way = m.way_of_position()
+        sel = line[pos_way]
+        coords = np.column_stack([lon[m.way_nodes[sel]], lat[m.way_nodes[sel]]])
+        _, dense = np.unique(pos_way[sel], return_inverse=True)
+        way_geom[line] = shapely.linestrings(coords, indices=dense)
+    single = way_len == 1
+    if single.any():
+        first = m.way_nodes[m.way_ptr[:-1][single]]
+        way_geom[single] = shapely.points(lon[first], lat[first])
+    if (way_len == 0).any():
+        way_geom[way_len == 0] = shapely.from_wkt("GEOMETRYCOLLECTION EMPTY")
+    geoms[nn: nn + nw] = way_geom
+
+    owner = m.relation_of_member()
+    kinds, rows = m.rel_member_kind, m.rel_member_row
+    roles = np.array(m.rel_member_role, dtype=object)
+    member_geom = np.empty(len(rows), dtype=object)
+    member_geom[kinds == 1] = way_geom[rows[kinds == 1]]
+    member_geom[kinds == 0] = geoms[rows[kinds == 0]]
+    has = kinds != 2
+    rel_geom = np.empty(m.n_relations, dtype=object)
+    rel_geom[:] = shapely.from_wkt("GEOMETRYCOLLECTION EMPTY")
+    if has.any():
+        owners, dense = np.unique(owner[has], return_inverse=True)
+        rel_geom[owners] = shapely.geometrycollections(member_geom[has], indices=dense)
+    rcls = cls[nn + nw:]
+    # Lanelets: the surface between the bounds (left + reversed right), so a polygon lying wholly inside a
+    # lane is caught too. One small Python step per lanelet (not per point).
+    for r in np.flatnonzero(rcls == LANELET):
+        a, b = m.rel_ptr[r], m.rel_ptr[r + 1]
+        left = [rows[i] for i in range(a, b) if roles[i] == "left" and kinds[i] == 1]
+        right = [rows[i] for i in range(a, b) if roles[i] == "right" and kinds[i] == 1]
+        if left and right:
+            ln = m.way_nodes[m.way_ptr[left[0]]: m.way_ptr[left[0] + 1]]
+            rn = m.way_nodes[m.way_ptr[right[0]]: m.way_ptr[right[0] + 1]][::-1]
+            ring = np.concatenate([ln, rn, ln[:1]])
+            if len(ring) >= 4:
+                poly = shapely.make_valid(shapely.polygons(np.column_stack([lon[ring], lat[ring]])))
+                rel_geom[r] = shapely.geometrycollections([poly, rel_geom[r]])
+    areas = np.flatnonzero(rcls == AREA)
+    if len(areas):
+        built = shapely.build_area(rel_geom[areas])
+        keep = ~shapely.is_empty(built)
+        rel_geom[areas[keep]] = shapely.geometrycollections(
+            np.column_stack([built[keep], rel_geom[areas[keep]]]).tolist()) if keep.any() else []
+    geoms[nn + nw:] = rel_geom
+    return geoms
+
+
+# -- deletion propagation -----------------------------------------------------------------------------
+def _propagate(m: OsmMap, cls, dead_g: np.ndarray, required_roles: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grow the set of deleted elements until the map is valid again. Returns (dead per g, dead member
+    mask, dead way-node mask): a lanelet without a bound goes, an area without a ring way goes, a regulatory
+    element that lost all members of a required role goes, a way left with < 2 points goes, and anything
+    that only deleted elements used goes; other references to deleted elements are just dropped."""
+    nn, nw = m.n_nodes, m.n_ways
+    owner = m.relation_of_member()
+    kinds, rows = m.rel_member_kind, m.rel_member_row
+    roles = np.array(m.rel_member_role, dtype=object)
+    member_g = rows + np.array([0, nn, nn + nw])[kinds]
+    pos_way = m.way_of_position()
+    waynode_g = m.way_nodes
+    way_len = np.diff(m.way_ptr)
+    rcls = cls[nn + nw:]
+    subtypes = np.array([t.get("subtype", "") for t in m.rel_tags], dtype=object)
+    # which relation needs which role
+    need: dict[str, np.ndarray] = {}
+    default = required_roles.get("default", [])
+    for role in {r for v in required_roles.values() for r in v}:
+        req = np.array([role in required_roles.get(s, default) for s in subtypes], bool) & (rcls == REGELEM)
+        need[role] = req
+    referenced = np.zeros(len(cls), bool)
+    referenced[member_g] = True
+    referenced[waynode_g] = True
+    n_members = np.bincount(owner, minlength=m.n_relations)
+    orphanable = (cls != LANELET) & (cls != AREA)
+
+    dead = dead_g.copy()
+    while True:
+        before = int(dead.sum())
+        member_dead = dead[member_g]
+        waynode_dead = dead[waynode_g]
+        # ways
+        alive_pts = np.bincount(pos_way[~waynode_dead], minlength=nw)
+        lost = (way_len > 0) & (alive_pts < np.minimum(way_len, 2))
+        dead[nn: nn + nw] |= lost
+        # lanelets and areas lose their geometry with any bound / ring way
+        geom_role = np.isin(roles, np.array(["left", "right", "outer", "inner"], dtype=object))
+        broken = np.bincount(owner[member_dead & geom_role], minlength=m.n_relations) > 0
+        dead[nn + nw:] |= broken & ((rcls == LANELET) | (rcls == AREA))
+        # regulatory elements: required roles
+        for role, req in need.items():
+            with_role = roles == role
+            had = np.bincount(owner[with_role], minlength=m.n_relations)
+            alive = np.bincount(owner[with_role & ~member_dead], minlength=m.n_relations)
+            dead[nn + nw:] |= req & (had > 0) & (alive == 0)
+        # any relation with members, all gone
+        alive_members = np.bincount(owner[~member_dead], minlength=m.n_relations)
+        dead[nn + nw:] |= (n_members > 0) & (alive_members == 0)
+        # orphans: parts used before, and now only by deleted elements (lanelets and areas are features
+        # in their own right: a regulatory element naming one does not make it a part)
+        used = np.zeros(len(cls), bool)
+        used[member_g[~dead[nn + nw + owner]]] = True
+        used[waynode_g[~dead[nn + pos_way]]] = True
+        dead |= referenced & ~used & orphanable
+        if int(dead.sum()) == before:
+            break
+    member_dead = dead[member_g] | dead[nn + nw + owner]
+    waynode_dead = dead[waynode_g] | dead[nn + pos_way]
+    return dead, member_dead, waynode_dead
+
+
+# -- the whole step -----------------------------------------------------------------------------------------
+def _fmt(values: np.ndarray) -> list[str]:
+    """Shortest round-trip decimal strings (numpy's C formatting), never exponent notation."""
+    out = values.astype(str)
+    bad = np.char.find(out, "e") >= 0
+    if bad.any():
+        out[bad] = [np.format_float_positional(v, trim="-") for v in values[bad]]
+    return out.tolist()
+
+
+def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, restricted: Restricted | None = None,
+                    origin=None) -> Result:
+    audit = Audit()
+    t = _Table(m)
+    cls = t.cls
+    lon, lat = m.lonlat(origin)  # true positions; never written to the audit or report
+
+    dead = np.zeros(t.n, bool)
+    del_tags: dict[int, set] = defaultdict(set)
+    add_tags: dict[int, dict] = defaultdict(dict)
+    flags, blocks = [], []
+    counts: dict[str, int] = {}
+    geoms = None
+    for rule in rules.rules:
+        op, aop = rule.check["op"], rule.action["op"]
+        if op == "intersects":
+            if restricted is None or not len(restricted.polygons):
+                continue
+            if geoms is None:
+                geoms = _element_geometries(m, lon, lat, cls)
+            cand = np.flatnonzero(_class_mask(rule)[cls])
+            tree = shapely.STRtree(restricted.polygons)
+            gi, pi = tree.query(geoms[cand], predicate="intersects")
+            hit_g = cand[gi]
+            hit_keys = None
+            by_poly = defaultdict(list)
+            for g, p in zip(hit_g.tolist(), pi.tolist()):
+                by_poly[restricted.labels[p]].append(g)
+            hit_g = np.unique(hit_g)
+        else:
+            sel = match_tags(rule, t.tg, t.tk, t.tv, cls)
+            hit_g = np.unique(t.tg[sel])
+            hit_keys = (t.tg[sel], t.tk[sel])
+        if not len(hit_g):
+            continue
+        counts[rule.id] = int(len(hit_g))
+        if aop == "delete_feature":
+            dead[hit_g] = True
+            if op == "intersects":
+                for label, gs in by_poly.items():
+                    gs = np.unique(gs)
+                    audit.record(rule.id, "delete_feature", t, gs, f"intersects restricted area {label}")
+            else:
+                audit.record(rule.id, "delete_feature", t, hit_g, "matched " + _describe_check(rule))
+        elif aop in ("delete_tag", "relativise_round"):
+            keys = rule.action.get("keys")
+            if keys:
+                sel2 = np.isin(t.tg, hit_g) & np.isin(t.tk, np.array(keys, dtype=object))
+                gk = (t.tg[sel2], t.tk[sel2])
+            else:
+                gk = hit_keys
+            if aop == "relativise_round":
+                _relativise(rule, t, gk, del_tags, add_tags, audit)
+            else:
+                per_key = defaultdict(list)
+                for g, k in zip(gk[0].tolist(), gk[1].tolist()):
+                    del_tags[g].add(k)
+                    per_key[k].append(g)
+                for k, gs in sorted(per_key.items()):
+                    audit.record(rule.id, "delete_tag", t, np.array(gs), f"removed tag {k!r}")
+        elif aop == "flag_review":
+            flags.append((rule, hit_g))
+        elif aop == "block_publish":
+            blocks.append((rule, hit_g, hit_keys))
+
+    direct_dead = dead.copy()
+    dead, member_dead, waynode_dead = _propagate(m, cls, dead, rules.required_roles)
+    cascaded = dead & ~direct_dead
+    if cascaded.any():
+        causes = ",".join(sorted({e["rule"] for e in audit.entries if e["action"] == "delete_feature"}))
+        audit.record(causes or "cascade", "delete_feature", t, np.flatnonzero(cascaded),
+                     "cascade: needed a deleted element, or was used only by deleted elements")
+
+    # Blocking rules look at what survives (a forbidden name on a deleted feature is gone with it).
+    for rule, hit_g, hit_keys in blocks:
+        alive = []
+        pairs = (zip(hit_keys[0].tolist(), hit_keys[1].tolist()) if hit_keys is not None
+                 else ((g, None) for g in hit_g.tolist()))  # geometry rules: no tag
+        for g, k in pairs:
+            if not dead[g] and k not in del_tags.get(g, ()):
+                alive.append(g)
+        if alive:
+            kind, row = t.kind_row(np.array(alive[:1]))
+            ident = t.ids(np.array(alive[:1]))[0]
+            raise DesensitizeError(
+                f"{m.source}: publication blocked by rule {rule.id} ({rule.description}): "
+                f"{_KIND_NAME[kind[0]]} {ident}" + (f" and {len(set(alive)) - 1} more" if len(set(alive)) > 1 else ""))
+    flag_out = []
+    for rule, hit_g in flags:
+        live = hit_g[~dead[hit_g]]
+        if len(live):
+            audit.record(rule.id, "flag_review", t, live, rule.description)
+            flag_out.append({"rule": rule.id, "elements": int(len(live)), "description": rule.description})
+
+    # -- offset every surviving point ------------------------------------------------------------------
+    nn, nw = t.nn, t.nw
+    keep_node = ~dead[:nn]
+    if np.isnan(lon[keep_node]).any():
+        raise DesensitizeError(f"{m.source}: points without a position (local-only map needs --origin)")
+    new_lon, new_lat = provider.forward(lon[keep_node], lat[keep_node])
+    moved = (new_lon != lon[keep_node]) | (new_lat != lat[keep_node])
+    kept_rows = np.flatnonzero(keep_node)
+    audit.record(OFFSET_RULE, "offset", t, kept_rows[moved],
+                 f"moved by offset provider {provider.name} (certified={bool(provider.certified)})")
+    if (~moved).any():
+        audit.record(OFFSET_RULE, "offset", t, kept_rows[~moved],
+                     f"outside the region of offset provider {provider.name}: not moved")
+    copies = set(rules.position_copies)
+    copy_sel = np.isin(t.tk, np.array(sorted(copies), dtype=object)) & (t.tg < nn)
+    copy_sel &= keep_node[np.minimum(t.tg, nn - 1)] if nn else copy_sel
+    for k in sorted(set(t.tk[copy_sel].tolist())):
+        gs = np.unique(t.tg[copy_sel & (t.tk == k)])
+        audit.record(OFFSET_RULE, "delete_tag", t, gs, f"removed metric copy of position {k!r}")
+
+    # -- rewrite XML ------------------------------------------------------------------------------------------
+    lat_s, lon_s = _fmt(new_lat), _fmt(new_lon)
+    node_xml = np.empty(len(kept_rows), dtype=object)
+    tostring = etree.tostring
+    for j, r in enumerate(kept_rows.tolist()):
+        el = t.node_elems[r]
+        el.set("lat", lat_s[j])
+        el.set("lon", lon_s[j])
+        drop = copies | del_tags.get(r, set())
+        for tag in el.findall("tag"):
+            if tag.get("k") in drop:
+                el.remove(tag)
+        for k, v in add_tags.get(r, {}).items():
+            etree.SubElement(el, "tag", k=k, v=v)
+        node_xml[j] = tostring(el, with_tail=False)
+
+    pos_way = m.way_of_position()
+    way_changed = np.zeros(nw, bool)
+    way_changed[pos_way[waynode_dead]] = True
+    dead_node_ids = {str(i) for i in m.node_id[dead[:nn]].tolist()}
+    dead_ids = {
+        "node": dead_node_ids,
+        "way": {str(i) for i in m.way_id[dead[nn:nn + nw]].tolist()},
+        "relation": {str(i) for i in m.rel_id[dead[nn + nw:]].tolist()},
+    }
+    way_xml = m.way_xml.copy()
+    for w in np.flatnonzero(~dead[nn:nn + nw]).tolist():
+        g = nn + w
+        if not way_changed[w] and g not in del_tags and g not in add_tags:
+            continue
+        el = etree.fromstring(way_xml[w])
+        for nd in el.findall("nd"):
+            if nd.get("ref") in dead_node_ids:
+                el.remove(nd)
+        _edit_tags(el, del_tags.get(g, ()), add_tags.get(g, {}))
+        way_xml[w] = tostring(el, with_tail=False)
+    owner = m.relation_of_member()
+    rel_changed = np.zeros(m.n_relations, bool)
+    rel_changed[owner[member_dead]] = True
+    rel_xml = m.rel_xml.copy()
+    for r in np.flatnonzero(~dead[nn + nw:]).tolist():
+        g = nn + nw + r
+        if not rel_changed[r] and g not in del_tags and g not in add_tags:
+            continue
+        el = etree.fromstring(rel_xml[r])
+        for mem in el.findall("member"):
+            if mem.get("ref") in dead_ids.get(mem.get("type"), ()):
+                el.remove(mem)
+        _edit_tags(el, del_tags.get(g, ()), add_tags.get(g, {}))
+        rel_xml[r] = tostring(el, with_tail=False)
+
+    extras = []
+    for x in m.extras:
+        head = x[: x.find(b">") + 1]
+        if _POSITION_EXTRA.search(head):
+            audit.note(OFFSET_RULE, "delete_element", f"dropped <{head[1:].split()[0].decode(errors='replace')}> "
+                                                      "(it holds true coordinates)")
+        else:
+            extras.append(x)
+
+    buf = [b'<?xml version="1.0" encoding="UTF-8"?>\n', m.root_open, b"\n"]
+    buf += [b"  " + x + b"\n" for x in extras]
+    for arr in (node_xml, way_xml[~dead[nn:nn + nw]], rel_xml[~dead[nn + nw:]]):
+        if len(arr):
+            buf.append(b"  " + b"\n  ".join(arr.tolist()) + b"\n")
+    buf.append(b"</osm>\n")
+    xml = b"".join(buf)
+
+    # Re-read what was written: the lossless model of the output, and a validity check (dangling refs).
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "desensitised.osm"
+        p.write_bytes(xml)
+        try:
+            out = read_osm(p)
+        except Exception as exc:  # a bug here must never publish
+            raise DesensitizeError(f"{m.source}: desensitised map is invalid: {exc}") from None
+    out.source = m.source
+
+    removed = {name: int(dead[sl].sum()) for name, sl in
+               (("points", slice(0, nn)), ("line_strings", slice(nn, nn + nw)), ("relations", slice(nn + nw, t.n)))}
+    report = {
+        "offset": {**provider.describe(), "points_moved": int(moved.sum()),
+                   "points_outside_region": int((~moved).sum())},
+        "rules": rules.describe(),
+        "matches": counts,
+        "removed": removed,
+        "removed_lanelets": int((dead[nn + nw:] & (cls[nn + nw:] == LANELET)).sum()),
+        "flagged_for_review": flag_out,
+        "restricted_areas": ({"polygons": int(len(restricted.polygons))} if restricted is not None else None),
+        "position_copies_dropped": sorted(set(t.tk[copy_sel].tolist())),
+        "metric_attributes": "kept from the source (unshifted) geometry; never recomputed after offset",
+    }
+    return Result(out, xml, report, audit, m.node_id[kept_rows], moved, flag_out)
+
+
+def _edit_tags(el, drop, add: dict):
+    for tag in el.findall("tag"):
+        if tag.get("k") in drop:
+            el.remove(tag)
+    for k, v in add.items():
+        etree.SubElement(el, "tag", k=k, v=v)
+
+
+def _describe_check(rule) -> str:
+    c = rule.check
+    if c["op"] == "tag_present":
+        return "tag " + "/".join(c["keys"])
+    if c["op"] == "tag_match":
+        return "tags " + ", ".join(f"{k}={'*' if v == '*' else '|'.join(v)}" for k, v in c["tags"].items())
+    return c["op"]
+
+
+def _relativise(rule, t: _Table, gk, del_tags, add_tags, audit: Audit):
+    """Absolute elevation -> height above the map's lowest point, rounded to ``step_m`` (the absolute datum
+    is removed; values that are not numbers are simply removed)."""
+    step = float(rule.action.get("step_m", 0.5))
+    key_out = rule.action.get("key", "ele_rel")
+    gs, ks = gk
+    vals = np.full(len(gs), np.nan)
+    vtab = dict(zip(zip(t.tg.tolist(), t.tk.tolist()), t.tv.tolist()))
+    for i, (g, k) in enumerate(zip(gs.tolist(), ks.tolist())):
+        try:
+            vals[i] = float(vtab[(g, k)])
+        except (TypeError, ValueError):
+            pass
+    ok = np.isfinite(vals)
+    base = np.nanmin(vals) if ok.any() else 0.0
+    rel = np.round((vals - base) / step) * step
+    for i, (g, k) in enumerate(zip(gs.tolist(), ks.tolist())):
+        del_tags[g].add(k)
+        if ok[i]:
+            add_tags[g][key_out] = np.format_float_positional(rel[i], trim="-")
+    audit.record(rule.id, "relativise_round", t, np.unique(gs),
+                 f"absolute elevation replaced by {key_out!r} (relative to the map minimum, step {step} m)")

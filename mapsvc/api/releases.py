@@ -1,0 +1,238 @@
+"""Release endpoints: list, latest, manifest, signature, tiles (one, by area), delta, report."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.http import parse_etags
+from werkzeug.wsgi import wrap_file
+
+from tiles.grid import is_valid_tile
+
+from mapsvc.api.auth import requires
+from mapsvc.api.problems import Problem
+from mapsvc.errors import USER_ERRORS
+from mapsvc.signing import SIG_ATTACHMENT
+
+bp = Blueprint("releases", __name__)
+log = logging.getLogger("mapsvc.api")
+TILE_CACHE = "public, max-age=31536000, immutable"  # tiles are content-addressed: a URL's bytes never change
+_TILE_ID = re.compile(r"^-?[0-9]{1,10}$")
+_LANG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
+_FLOAT = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$")
+
+
+def _ext() -> dict:
+    return current_app.extensions["mapsvc"]
+
+
+def _json(obj, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(obj, separators=(",", ":")) + "\n", status=status, mimetype="application/json",
+                    headers=headers)
+
+
+def _float_arg(name: str, lo: float, hi: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        raise Problem(400, "Bad Request", f"query parameter {name!r} is required")
+    if len(raw) > 32 or not _FLOAT.fullmatch(raw):
+        raise Problem(400, "Bad Request", f"{name}={raw[:32]!r} is not a number")
+    value = float(raw)
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise Problem(400, "Bad Request", f"{name}={raw} is outside {lo:g}..{hi:g}")
+    return value
+
+
+def _tile_id(raw: str) -> int:
+    if not _TILE_ID.fullmatch(raw):
+        raise Problem(400, "Bad Request", "tile id must be an NDS packed tile id (an integer)")
+    tid = int(raw)
+    if not is_valid_tile(tid):
+        raise Problem(400, "Bad Request", f"{tid} is not a valid NDS packed tile id")
+    return tid
+
+
+def _area_rows(view) -> tuple[list[int], dict]:
+    """Rows of the release's tiles selected by ?bbox=W,S,E,N or ?lat=&lon=&radius_m= (exactly one of them)."""
+    cfg = _ext()["config"]
+    args = request.args
+    allowed = {"bbox", "lat", "lon", "radius_m"}
+    unknown = set(args) - allowed
+    if unknown:
+        raise Problem(400, "Bad Request", f"unknown query parameter(s): {', '.join(sorted(unknown))[:200]}")
+    if any(len(args.getlist(k)) > 1 for k in args):
+        raise Problem(400, "Bad Request", "each query parameter may appear once")
+    if "bbox" in args:
+        if {"lat", "lon", "radius_m"} & set(args):
+            raise Problem(400, "Bad Request", "give either bbox or lat/lon/radius_m, not both")
+        parts = args["bbox"].split(",")
+        if len(parts) != 4 or any(len(p) > 32 or not _FLOAT.fullmatch(p.strip()) for p in parts):
+            raise Problem(400, "Bad Request", "bbox must be four numbers: west,south,east,north")
+        w, s, e, n = (float(p) for p in parts)
+        if not all(math.isfinite(v) for v in (w, s, e, n)) or not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
+            raise Problem(400, "Bad Request", "bbox must be west<=east in -180..180 and south<=north in -90..90")
+        if e - w > cfg["MAX_BBOX_DEG"] or n - s > cfg["MAX_BBOX_DEG"]:
+            raise Problem(400, "Bad Request", f"bbox larger than {cfg['MAX_BBOX_DEG']} degrees")
+        return view.in_bbox(w, s, e, n), {"bbox": [w, s, e, n]}
+    if {"lat", "lon", "radius_m"} <= set(args):
+        lat = _float_arg("lat", -90.0, 90.0)
+        lon = _float_arg("lon", -180.0, 180.0)
+        radius = _float_arg("radius_m", 0.0, float(cfg["MAX_RADIUS_M"]))
+        return view.in_circle(lat, lon, radius), {"lat": lat, "lon": lon, "radius_m": radius}
+    raise Problem(400, "Bad Request", "give bbox=W,S,E,N or lat, lon and radius_m")
+
+
+@bp.get("/releases")
+@requires("read_releases")
+def list_releases():
+    return _json({"releases": [r.__dict__ for r in _ext()["catalogue"].releases()]})
+
+
+@bp.get("/releases/latest")
+@requires("read_releases")
+def latest():
+    return _json(_ext()["catalogue"].latest().__dict__)
+
+
+@bp.get("/releases/<release>")
+@requires("read_releases")
+def manifest(release):
+    view = _ext()["catalogue"].release(release)
+    headers = {"ETag": f'"{view.sha256}"', "Cache-Control": "no-cache"}
+    inm = request.headers.get("If-None-Match")
+    if inm and parse_etags(inm).contains_weak(view.sha256):
+        return Response(status=304, headers=headers)
+    return Response(view.raw, mimetype="application/json", headers=headers)
+
+
+@bp.get("/releases/<release>/manifest.sig")
+@requires("read_releases")
+def signature(release):
+    data = _ext()["catalogue"].attachment(release, SIG_ATTACHMENT)
+    if data is None:
+        raise Problem(404, "Not Found", f"release {release!r} is not signed")
+    return Response(data, mimetype="application/json", headers={"Cache-Control": "no-cache"})
+
+
+@bp.get("/releases/<release>/tiles/<tile_id>")
+@requires("read_releases")
+def tile(release, tile_id):
+    ext = _ext()
+    view = ext["catalogue"].release(release)
+    row = view.index.get(int(tile_id)) if _TILE_ID.fullmatch(tile_id) else None
+    if row is None:
+        tid = _tile_id(tile_id)
+        raise Problem(404, "Not Found", f"release {release!r} has no tile {tid}")
+    sha = view.sha[row]
+    headers = {"ETag": f'"{sha}"', "Cache-Control": TILE_CACHE}
+    if request.query_string:
+        if set(request.args) - {"redirect"} or len(request.args.getlist("redirect")) != 1:
+            raise Problem(400, "Bad Request", "the only query parameter here is redirect=1")
+        if request.args["redirect"] not in ("1", "true"):
+            raise Problem(400, "Bad Request", "redirect must be 1 or true")
+        url, _ = _signed_url(sha)
+        return Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
+    inm = request.headers.get("If-None-Match")
+    if inm and parse_etags(inm).contains_weak(sha):
+        return Response(status=304, headers=headers)
+    # The path comes from the catalogue's sha256, never from the request: nothing outside the store is reachable.
+    cat = ext["catalogue"]
+    path = view.blob_path(row, cat.store)
+    data = cat.tile_bytes(sha, path)
+    if data is not None:
+        return Response(data, mimetype="application/gzip", headers=headers)
+    if cat.tile_cache_budget > 0 and os.path.exists(path) and os.path.getsize(path) <= cat.tile_cache_budget // 4:
+        log.error("tile %s of %s: blob %s fails its sha256 check", tile_id, release, sha)
+        raise Problem(503, "Service Unavailable", f"tile {tile_id} of {release!r} is damaged in the store")
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise Problem(503, "Service Unavailable", f"tile {tile_id} of {release!r} is missing from the store") from None
+    size = os.fstat(f.fileno()).st_size
+    # wrap_file lets gunicorn use sendfile(2) for the body
+    resp = Response(wrap_file(request.environ, f), mimetype="application/gzip", headers=headers,
+                    direct_passthrough=True)
+    resp.content_length = size
+    return resp
+
+
+def _signed_url(sha: str) -> tuple[str, int]:
+    from mapsvc.api.securelink import sign
+
+    cfg = _ext()["config"]
+    if not cfg["SECURE_LINK_SECRET"] or not cfg["SECURE_LINK_BASE"]:
+        raise Problem(404, "Not Found", "signed tile URLs are not configured on this server")
+    return sign(cfg["SECURE_LINK_BASE"], sha, cfg["SECURE_LINK_SECRET"], cfg["SECURE_LINK_TTL"])
+
+
+@bp.get("/releases/<release>/tiles/<tile_id>/url")
+@requires("read_releases")
+def tile_url(release, tile_id):
+    view = _ext()["catalogue"].release(release)
+    tid = _tile_id(tile_id)
+    row = view.index.get(tid)
+    if row is None:
+        raise Problem(404, "Not Found", f"release {release!r} has no tile {tid}")
+    url, expires = _signed_url(view.sha[row])
+    return _json({"id": tid, "sha256": view.sha[row], "url": url, "expires": expires},
+                 headers={"Cache-Control": "no-store"})
+
+
+@bp.get("/releases/<release>/tiles")
+@requires("read_releases")
+def tiles_in_area(release):
+    view = _ext()["catalogue"].release(release)
+    rows, query = _area_rows(view)
+    return _json({"release": release, "level": view.level, "query": query, "tiles": view.entries(rows)})
+
+
+@bp.get("/releases/<release>/delta")
+@requires("read_releases")
+def delta(release):
+    cat = _ext()["catalogue"]
+    args = request.args
+    if set(args) != {"from"} or len(args.getlist("from")) != 1:
+        raise Problem(400, "Bad Request", "give exactly one query parameter: from=RELEASE")
+    a, b = cat.release(args["from"]), cat.release(release)
+    old = dict(zip(a.ids.tolist(), a.sha, strict=True))
+    new_rows = {int(t): i for i, t in enumerate(b.ids.tolist())}
+    added = [i for t, i in new_rows.items() if t not in old]
+    changed = [i for t, i in new_rows.items() if t in old and old[t] != b.sha[i]]
+    removed = sorted(set(old) - set(new_rows))
+    return _json({"from": a.name, "to": b.name, "from_manifest_sha256": a.sha256, "to_manifest_sha256": b.sha256,
+                  "added": b.entries(added), "changed": b.entries(changed), "removed": removed,
+                  "unchanged": len(new_rows) - len(added) - len(changed)})
+
+
+REPORT_TYPES = {"json": "application/json", "html": "text/html", "pdf": "application/pdf"}
+
+
+@bp.get("/releases/<release>/report")
+@requires("read_reports")
+def report(release):
+    """The release's quality report, rendered by standards.report (thin: this route only picks the format)."""
+    fmt = request.args.get("format")
+    if fmt is None:
+        best = request.accept_mimetypes.best_match(list(REPORT_TYPES.values()), default="application/json")
+        fmt = next(k for k, v in REPORT_TYPES.items() if v == best)
+    if fmt not in REPORT_TYPES:
+        raise Problem(400, "Bad Request", "format must be json, html or pdf")
+    lang = request.args.get("lang") or next(iter(request.accept_languages.values()), "en")
+    if not _LANG.fullmatch(lang):
+        raise Problem(400, "Bad Request", "lang must be a language tag such as en or zh-CN")
+    data = _ext()["catalogue"].attachment(release, "report.json")
+    try:
+        from standards.report import render
+    except ImportError:
+        render = None
+    if data is None or render is None:
+        raise Problem(404, "Not Found", f"release {release!r} has no quality report")
+    try:
+        body = render(json.loads(data), fmt, lang)
+    except USER_ERRORS as exc:  # e.g. a language the report renderer does not have
+        raise Problem(400, "Bad Request", str(exc)) from None
+    return Response(body, mimetype=REPORT_TYPES[fmt])

@@ -1,0 +1,109 @@
+"""A real mapsvc API on 127.0.0.1 (werkzeug server in a thread) over a temp $MAPSVC_HOME holding two real
+releases: r1 = a shared Lanelet2 map, r2 = the same map with one lanelet's tags changed."""
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+LANELET2_DIR = REPO.parent / "shared" / "data" / "lanelet2"
+MAP_NAME = "mapping_example.osm"   # Karlsruhe: 10 tiles at level 15, lat/lon points
+LEVEL = 15
+
+
+def shared_map() -> Path:
+    path = LANELET2_DIR / MAP_NAME
+    if not path.exists():
+        pytest.skip(f"../shared/data/lanelet2/{MAP_NAME} absent: API tests need a real map")
+    return path
+
+
+def modified_copy(src: Path, dst: Path) -> Path:
+    """The map with one extra tag on one lanelet (so the tiles holding that lanelet change, the rest don't)."""
+    text = src.read_bytes()
+    m = re.search(rb'<tag k=["\x27]type["\x27] v=["\x27]lanelet["\x27]\s*/>', text)
+    assert m, "no lanelet in the shared map"
+    dst.write_bytes(text[:m.end()] + b'<tag k="mapsvc_test" v="changed"/>' + text[m.end():])
+    return dst
+
+
+class LiveServer:
+    """create_app(config) served by werkzeug's threaded server on a free port."""
+
+    def __init__(self, config: dict):
+        from werkzeug.serving import make_server
+
+        from mapsvc.api import create_app
+
+        self.app = create_app({"ACCESS_LOG": False, **config})
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="package")
+def api_home(tmp_path_factory):
+    """$MAPSVC_HOME with releases r1, r2 (signed at publish) and one token per role."""
+    from mapsvc.pipeline import publish
+    from mapsvc.tokens import TokenStore
+
+    src = shared_map()
+    home = tmp_path_factory.mktemp("api") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MAPSVC_HOME", str(home))
+        store_url = str(home / "store")
+        publish(src, "r1", store_url, LEVEL)
+        publish(modified_copy(src, home.parent / "modified.osm"), "r2", store_url, LEVEL)
+        tokens = TokenStore(home / "tokens.sqlite")
+        toks = {role: tokens.create(role, f"test-{role}") for role in ("vehicle", "producer", "surveyor", "admin")}
+        toks["revoked"] = tokens.create("vehicle", "test-revoked")
+        tokens.revoke("test-revoked")
+        tokens.close()
+        yield {"home": home, "store_url": store_url, "tokens": toks, "map": src}
+
+
+@pytest.fixture(scope="package")
+def server(api_home):
+    srv = LiveServer({"HOME": str(api_home["home"]), "RATE_LIMIT": "100000 per minute"})
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="package")
+def store(api_home):
+    from tiles import open_store
+
+    return open_store(api_home["store_url"])
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def get(server, api_home):
+    """GET with a role's token: get(path, role="vehicle", **requests kwargs)."""
+    def _get(path, role="vehicle", **kw):
+        headers = dict(kw.pop("headers", {}) or {})
+        if role is not None:
+            headers.update(auth(api_home["tokens"][role]))
+        return requests.get(server.url + path, headers=headers, timeout=10, **kw)
+    return _get
+
+
+def assert_problem(resp, status: int | tuple):
+    statuses = status if isinstance(status, tuple) else (status,)
+    assert resp.status_code in statuses, (resp.status_code, resp.text[:300])
+    assert resp.headers["Content-Type"].startswith("application/problem+json"), resp.headers
+    body = resp.json()
+    assert body["status"] == resp.status_code and body["title"]
+    return body
