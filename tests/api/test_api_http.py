@@ -241,8 +241,14 @@ def test_restricted_attachment_never_served_and_report_route(get, store):
         audit = store.attachment("r1", "audit.json", restricted_ok=True)  # written by publish (desensitize)
     except StoreError:
         audit = None
-    if "report.json" not in _keys(store, "r1"):
-        store.add_attachment("r1", "report.json", json.dumps({"release": "r1", "checks": []}).encode(), False)
+    try:
+        from standards import check_release
+    except ImportError:
+        check_release = None
+    if check_release is not None and "report.json" not in _keys(store, "r1"):
+        # the real report of the release, as `mapsvc check --release r1` stores it
+        report = check_release(store, "r1", store.root.parent)
+        store.add_attachment("r1", "report.json", json.dumps(report).encode(), False)
     seen = b""
     for role in ROLES:
         for path in ("/v1/releases/r1", "/v1/releases/r1/manifest.sig", "/v1/releases/r1/report",
