@@ -173,7 +173,9 @@ def test_release_compliance(tmp_path, mapsvc_home):
     by = {c["id"]: c for c in r["checks"]}
     assert by["compliance.tile_integrity"]["count"] == 0
     assert by["compliance.desensitisation_scan"]["count"] == 0
-    assert by["compliance.offset_provider"]["counts"].get("A") == 1  # public GCJ-02 is not certified
+    # public GCJ-02 is not certified: allowed (class C, reported) under the pilot-test profile only
+    assert by["compliance.offset_provider"]["counts"].get("C", 0) >= 1  # (+1: a map in Japan is outside the region)
+    assert not by["compliance.offset_provider"]["counts"].get("A")
     assert r["verdict"]["result"] == "fail"
     d = r["desensitisation"]
     assert d["provider"]["name"] == "gcj02" and d["audit_counts"] and d["rules"]
@@ -191,6 +193,13 @@ def test_release_compliance(tmp_path, mapsvc_home):
     store.publish("cert", tiles1, mc, attachments=release_signature(mc))
     rc = check_release(store, "cert", home(), metadata=GOOD_META)
     assert {c["id"]: c["count"] for c in rc["checks"]}["compliance.offset_provider"] == 0
+
+    # an uncertified offset recorded under the production profile: class A
+    mp = {**m1, "release": "prod", "desensitization": {**m1["desensitization"], "profile": "production"}}
+    store.publish("prod", tiles1, mp, attachments=release_signature(mp))
+    rp = check_release(store, "prod", home(), metadata=GOOD_META)
+    assert {c["id"]: c for c in rp["checks"]}["compliance.offset_provider"]["counts"].get("A") == 1
+    assert rp["verdict"]["result"] == "fail"
 
     # the same map published raw (never desensitised), with a road surface tag: the final scan fires
     root = etree.fromstring(src.read_bytes())

@@ -40,7 +40,8 @@ def desensitisation_scan(ctx) -> Hits:
 
 
 @check("compliance.offset_provider", element="compliance", severity="A",
-       description="The release records no offset, or an offset provider that is not state-certified (SEC-01).",
+       description="The release records no offset, or an offset provider that is not state-certified (SEC-01); "
+                   "class C under the pilot-test profile, class A otherwise.",
        needs=("release",))
 def offset_provider(ctx) -> Hits:
     d = ctx.release["manifest"].get("desensitization")
@@ -54,8 +55,13 @@ def offset_provider(ctx) -> Hits:
         if not name:
             items.append(("A", "the manifest records no offset provider"))
         elif not certified:
-            items.append(("A", f"offset provider {name} is not state-certified: "
-                               f"{d.get('notice') or 'not for publication'}"))
+            # The pilot-test profile allows the public formula inside a closed test zone (the report says so);
+            # anything else with an uncertified offset must not be published.
+            pilot = d.get("profile") == "pilot-test"
+            items.append(("C" if pilot else "A",
+                          f"offset provider {name} is not state-certified"
+                          f"{' (allowed only by the pilot-test profile)' if pilot else ''}: "
+                          f"{d.get('notice') or 'not for publication'}"))
         if off.get("points_outside_region"):
             items.append(("C", f"{off['points_outside_region']} points outside the provider's region were not moved"))
     return _map_hits(items, checked=1)
