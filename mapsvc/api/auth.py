@@ -18,6 +18,8 @@ from mapsvc.api.problems import Problem
 PERMISSIONS = {
     "read_releases": ("vehicle", "producer", "surveyor", "admin"),
     "read_reports": ("surveyor", "admin"),
+    "read_stations": ("vehicle", "producer", "surveyor", "admin"),
+    "read_metrics": ("admin",),
 }
 _MAX_TOKEN = 512
 _CHALLENGE = 'Bearer realm="mapsvc"'

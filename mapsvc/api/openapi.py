@@ -49,6 +49,15 @@ def spec() -> dict:
             "/v1/keys": {"get": _op("Public manifest-signing keys with their ids",
                                     _json_ok(ref("Keys")), 414, 429, secured=False)},
             "/v1/releases": {"get": _op("Published releases, oldest first", _json_ok(ref("Releases")), *_AUTH)},
+            "/v1/stations": {"get": _op("Reference stations and their live status (approximate positions)",
+                                        _json_ok({"type": "object"}), *_AUTH)},
+            "/v1/stations/{station_id}": {"get": _op(
+                "One reference station's status", _json_ok({"type": "object"}), *_AUTH,
+                params=[{"name": "station_id", "in": "path", "required": True,
+                         "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}])},
+            "/v1/metrics": {"get": _op("Prometheus metrics of the stations (admin)", {"200": {
+                "description": "Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}}, *_AUTH)},
             "/v1/releases/latest": {"get": _op("The newest release", _json_ok(ref("Release")), *_AUTH)},
             "/v1/releases/{release}": {"get": _op(
                 "The release manifest (canonical bytes, as signed)",

@@ -1,0 +1,69 @@
+"""Reference-station status: ``GET /v1/stations``, ``/v1/stations/{id}`` and Prometheus ``/metrics``.
+
+The NTRIP caster runs in the ``mapsvc serve`` process and writes its status document every 2 s
+(:func:`cors.caster.read_status`); API workers only read it. Positions in it are the approximate ones of the
+sourcetable: precise station coordinates leave only inside RTCM 1005/1006.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app
+
+from mapsvc.api.auth import requires
+from mapsvc.api.problems import Problem
+
+bp = Blueprint("stations", __name__)
+STATUS_FILE = "cors_status.json"
+STALE_AFTER_S = 10.0  # the caster writes every 2 s; older than this means it is not running
+_STATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _status() -> dict:
+    from cors.caster import read_status
+
+    home = Path(current_app.extensions["mapsvc"]["config"]["HOME"])
+    doc = read_status(home / STATUS_FILE) or {"generated": None, "stations": []}
+    stale = doc.get("generated") is None or time.time() - float(doc["generated"]) > STALE_AFTER_S
+    if stale:
+        for st in doc.get("stations", []):
+            st["up"] = False
+    doc["caster_running"] = not stale
+    return doc
+
+
+def _json(obj) -> Response:
+    return Response(json.dumps(obj, indent=1) + "\n", mimetype="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+@bp.get("/stations")
+@requires("read_stations")
+def stations():
+    return _json(_status())
+
+
+@bp.get("/stations/<station_id>")
+@requires("read_stations")
+def station(station_id):
+    if not _STATION_ID.match(station_id):
+        raise Problem(400, "Bad Request", "station ids are 1-64 letters, digits, '.', '_' or '-'")
+    doc = _status()
+    for st in doc.get("stations", []):
+        if st.get("id") == station_id:
+            return _json({**st, "caster_running": doc["caster_running"], "generated": doc.get("generated")})
+    raise Problem(404, "Not Found", f"unknown station {station_id!r}")
+
+
+@bp.get("/metrics")
+@requires("read_metrics")
+def metrics():
+    home = Path(current_app.extensions["mapsvc"]["config"]["HOME"])
+    try:
+        text = (home / STATUS_FILE).with_suffix(".prom").read_bytes()
+    except OSError:
+        text = b""
+    return Response(text, mimetype="text/plain; version=0.0.4", headers={"Cache-Control": "no-store"})
