@@ -388,8 +388,9 @@ def run(results: dict | None = None, sizes=SIZES) -> dict:
         f"1 Hz GMSD7 stream (~1 kB/epoch), {MEASURE_S:.0f} s measured per row; latency = epoch emitted "
         "-> whole epoch in the client socket (kernel timestamp); app p99 = when the load generator read it",
         "str2str runs in a private network namespace (it binds 0.0.0.0); it serves at most 32 clients",
-        "load avg = 1-min load of the 2-core machine at the end of the row (other work on it inflates "
-        "latency: the fan-out is kernel-bound, ~10-20 us of CPU per client per epoch)",
+        "load avg = 1-min load of the 2-core machine at the end of the row; the fan-out is kernel-bound "
+        "(a bare os.write loop to 10,000 loopback sockets takes 86-114 ms on one core here), so other "
+        "work on the machine moves the 10,000-client p99 across the 100 ms line",
         "target: 10,000 clients held with p99 < 100 ms -> " + (
             "met" if target and target.get("p99 ms") is not None and target["p99 ms"] < 100
             and target["held"] == 10000 else f"NOT met ({target})"),

@@ -300,6 +300,46 @@ def test_slow_client_dropped_without_delaying_fast_one(tmp_path, gmsd_epochs):
     slow.close()
 
 
+def test_many_clients_parallel_fanout_delivers_identical_bytes(caster, gmsd_epochs):
+    from cors.caster import PARALLEL_FANOUT_MIN
+
+    token = caster.tokens.create("vehicle", "fleet")
+    p = live(caster, gmsd_epochs, period=0.1, loop=True)
+    socks = []
+    try:
+        for i in range(PARALLEL_FANOUT_MIN + 44):
+            socks.append([get(caster.port, "GMSD7", user="fleet", password=token, v2=(i % 10 == 0)),
+                          i % 10 == 0, b""])
+        for entry in socks:
+            entry[2] = read_head(entry[0])[1]
+        caster.wait(lambda: len(caster.caster.mounts["GMSD7"].clients) == len(socks), what="all attached")
+        n0 = len(p.sent)
+        caster.wait(lambda: len(p.sent) >= n0 + 4, what="4 more epochs")
+    finally:
+        p.stop()
+    time.sleep(0.3)
+    sent = b"".join(ep for _, ep in p.sent)
+    try:
+        for entry in socks:
+            entry[0].setblocking(False)
+            while True:
+                try:
+                    part = entry[0].recv(65536)
+                except BlockingIOError:
+                    break
+                if not part:
+                    break
+                entry[2] += part
+    finally:
+        for entry in socks:
+            entry[0].close()
+    assert caster.call(lambda: caster.caster.mounts["GMSD7"].fanout_max_s) > 0
+    for _s, v2, data in socks:
+        payload = dechunk(data)[0] if v2 else data
+        # every client holds an unbroken run of the pushed stream from the epoch it joined at
+        assert len(payload) > 3000 and payload in sent
+
+
 # --- health and NEAREST ---------------------------------------------------------------------------------
 
 def test_station_down_on_silence(caster, gmsd_epochs):
