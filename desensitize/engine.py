@@ -172,21 +172,7 @@ def _element_geometries(m: OsmMap, lon, lat, cls) -> np.ndarray:
     nn, nw = m.n_nodes, m.n_ways
     geoms = np.empty(nn + nw + m.n_relations, dtype=object)
     geoms[:nn] = shapely.points(lon, lat)
-    way_len = np.diff(m.way_ptr)
-    way_geom = np.empty(nw, dtype=object)
-    line = way_len >= 2
-    if line.any():
-        pos_way = m.way_of_position()
-        sel = line[pos_way]
-        coords = np.column_stack([lon[m.way_nodes[sel]], lat[m.way_nodes[sel]]])
-        _, dense = np.unique(pos_way[sel], return_inverse=True)
-        way_geom[line] = shapely.linestrings(coords, indices=dense)
-    single = way_len == 1
-    if single.any():
-        first = m.way_nodes[m.way_ptr[:-1][single]]
-        way_geom[single] = shapely.points(lon[first], lat[first])
-    if (way_len == 0).any():
-        way_geom[way_len == 0] = shapely.from_wkt("GEOMETRYCOLLECTION EMPTY")
+    way_geom = m.way_geometries(lon, lat)
     geoms[nn: nn + nw] = way_geom
 
     owner = m.relation_of_member()

@@ -162,6 +162,28 @@ class OsmMap:
             )
         return lon, lat
 
+    def way_geometries(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """One shapely geometry per way, built in one vectorised call: line strings, a point for a one-point
+        way, an empty collection for a way with no points."""
+        import shapely
+
+        way_len = np.diff(self.way_ptr)
+        geoms = np.empty(self.n_ways, dtype=object)
+        line = way_len >= 2
+        if line.any():
+            pos_way = self.way_of_position()
+            sel = line[pos_way]
+            coords = np.column_stack([lon[self.way_nodes[sel]], lat[self.way_nodes[sel]]])
+            _, dense = np.unique(pos_way[sel], return_inverse=True)
+            geoms[line] = shapely.linestrings(coords, indices=dense)
+        single = way_len == 1
+        if single.any():
+            first = self.way_nodes[self.way_ptr[:-1][single]]
+            geoms[single] = shapely.points(lon[first], lat[first])
+        if (way_len == 0).any():
+            geoms[way_len == 0] = shapely.from_wkt("GEOMETRYCOLLECTION EMPTY")
+        return geoms
+
     def way_of_position(self) -> np.ndarray:
         """For each entry of ``way_nodes``, the way row it belongs to."""
         return np.repeat(np.arange(self.n_ways), np.diff(self.way_ptr))

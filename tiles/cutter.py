@@ -70,23 +70,7 @@ def _features(m: OsmMap, lon: np.ndarray, lat: np.ndarray):
     reached_node |= _nodes_of_ways(m, w3)
     orphan_node = np.flatnonzero(~reached_node)
 
-    # One linestring per way (1-point ways become points).
-    way_len = np.diff(m.way_ptr)
-    way_geom = np.empty(m.n_ways, dtype=object)
-    line = way_len >= 2
-    if line.any():
-        pos_way = m.way_of_position()
-        sel = line[pos_way]
-        coords = np.column_stack([lon[m.way_nodes[sel]], lat[m.way_nodes[sel]]])
-        _, dense = np.unique(pos_way[sel], return_inverse=True)
-        way_geom[line] = shapely.linestrings(coords, indices=dense)
-    single = way_len == 1
-    if single.any():
-        first = m.way_nodes[m.way_ptr[:-1][single]]
-        way_geom[single] = shapely.points(lon[first], lat[first])
-    empty = way_len == 0
-    if empty.any():
-        way_geom[empty] = shapely.from_wkt("GEOMETRYCOLLECTION EMPTY")
+    way_geom = m.way_geometries(lon, lat)
 
     # A relation's own geometry: the union (as a collection) of its way members and node members.
     kinds = m.rel_member_kind
