@@ -21,12 +21,11 @@ ELEVATION_NAME = re.compile(r"(?i)(elev|dem|dsm|dtm|height|ground)")
 
 
 def _to_wgs84(src):
-    import rasterio
     from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-    data = src.read(masked=True).astype(np.float64)
     nodata = np.nan
-    arr = data.filled(np.nan)
+    arr = src.read(out_dtype="float64")  # one float64 copy; the per-band masks are bytes
+    arr[src.read_masks() == 0] = np.nan
     if src.crs is None:
         raise DesensitizeError(f"{src.name}: raster has no CRS")
     if src.crs.to_epsg() == 4326:
@@ -61,9 +60,12 @@ def _bilinear(band: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
 
 
 def desensitize_raster(path, provider, *, restricted=None, elevation: bool | None = None,
-                       elevation_step_m: float = 1.0) -> tuple[bytes, dict]:
-    """(COG bytes, info for the report) of a desensitised raster layer. ``elevation=None``: decided from
-    the file and band names. Elevation becomes relative (minimum = 0) and rounded to ``elevation_step_m``."""
+                       elevation_step_m: float = 1.0, align_deg: float | None = None) -> tuple[bytes, dict]:
+    """(COG bytes, info for the report) of a desensitised raster layer. ``elevation=None``: decided per band
+    from its description (the file name for bands without one). Elevation bands become relative (minimum = 0)
+    and rounded to ``elevation_step_m``. ``align_deg`` (a tile size): the output pixels tile that grid
+    exactly (pixel size adjusted to a whole number of pixels per tile, origin on a multiple of the pixel size),
+    so per-tile rasters are cut without resampling again."""
     import rasterio
     from rasterio.features import geometry_mask
     from rasterio.io import MemoryFile
@@ -76,12 +78,16 @@ def desensitize_raster(path, provider, *, restricted=None, elevation: bool | Non
     except rasterio.errors.RasterioIOError as exc:
         raise DesensitizeError(f"{path}: not a raster rasterio can read: {exc}") from None
     with src:
-        names = " ".join([path.stem] + [d or "" for d in src.descriptions])
+        descriptions = src.descriptions
         arr, transform = _to_wgs84(src)
-    if elevation is None:
-        elevation = bool(ELEVATION_NAME.search(names))
     nb, h, w = arr.shape
-    info = {"bands": nb, "elevation": bool(elevation), "masked_pixels": 0}
+    if elevation is None:
+        by_file = bool(ELEVATION_NAME.search(path.stem))
+        elev = np.array([bool(ELEVATION_NAME.search(d)) if d else by_file for d in descriptions], dtype=bool)
+    else:
+        elev = np.full(nb, bool(elevation))
+    elevation = bool(elev.any())
+    info = {"bands": nb, "elevation": elevation, "masked_pixels": 0}
 
     if restricted is not None and len(restricted.polygons):
         inside = geometry_mask([g.__geo_interface__ for g in restricted.polygons], (h, w), transform,
@@ -89,9 +95,16 @@ def desensitize_raster(path, provider, *, restricted=None, elevation: bool | Non
         arr[:, inside] = np.nan
         info["masked_pixels"] = int(inside.sum())
     if elevation:
-        base = np.nanmin(arr) if np.isfinite(arr).any() else 0.0
-        arr = np.round((arr - base) / elevation_step_m) * elevation_step_m
-        info.update(elevation_step_m=float(elevation_step_m), elevation_datum="relative to layer minimum")
+        mins = [np.nanmin(arr[b]) for b in np.flatnonzero(elev) if np.isfinite(arr[b]).any()]
+        base = min(mins) if mins else 0.0
+        for b in np.flatnonzero(elev):  # in place: no copy of the layer
+            a = arr[b]
+            a -= base
+            a /= elevation_step_m
+            np.round(a, out=a)
+            a *= elevation_step_m
+        info.update(elevation_step_m=float(elevation_step_m), elevation_datum="relative to layer minimum",
+                    elevation_bands=[int(i) + 1 for i in np.flatnonzero(elev)])
 
     # Output grid: the offset image of the input footprint, same pixel size.
     x0, y0 = transform @ (0, 0)
@@ -102,25 +115,38 @@ def desensitize_raster(path, provider, *, restricted=None, elevation: bool | Non
     fx, fy = provider.forward(ex, ey)
     px, py = transform.a, -transform.e
     ox0, oy1 = fx.min(), fy.max()
+    if align_deg:
+        px = align_deg / max(1, round(align_deg / px))
+        py = align_deg / max(1, round(align_deg / py))
+        ox0, oy1 = np.floor(ox0 / px) * px, np.ceil(oy1 / py) * py
     ow = int(np.ceil((fx.max() - ox0) / px))
     oh = int(np.ceil((oy1 - fy.min()) / py))
     out_transform = Affine(px, 0, ox0, 0, -py, oy1)
-    cols, rows = np.meshgrid(np.arange(ow) + 0.5, np.arange(oh) + 0.5)
-    glon, glat = out_transform @ (cols.ravel(), rows.ravel())
-    tlon, tlat = provider.inverse(np.asarray(glon), np.asarray(glat))
     inv = ~transform
-    scol, srow = inv @ (tlon, tlat)
-    out = np.stack([_bilinear(arr[b], np.asarray(scol), np.asarray(srow)).reshape(oh, ow) for b in range(nb)])
-    if elevation:  # bilinear mixes steps: round again
-        out = np.round(out / elevation_step_m) * elevation_step_m
-
     nodata = -9999.0
-    out = np.where(np.isfinite(out), out, nodata).astype(np.float32)
+    out = np.empty((nb, oh, ow), dtype=np.float32)
+    col_centres = np.arange(ow) + 0.5
+    step = max(1, (1 << 18) // max(ow, 1))  # ~260k pixels per pass bounds the float64 temporaries
+    for r0 in range(0, oh, step):
+        r1 = min(oh, r0 + step)
+        cols, rows = np.meshgrid(col_centres, np.arange(r0, r1) + 0.5)
+        glon, glat = out_transform @ (cols.ravel(), rows.ravel())
+        tlon, tlat = provider.inverse(np.asarray(glon), np.asarray(glat))
+        scol, srow = inv @ (tlon, tlat)
+        for b in range(nb):
+            v = _bilinear(arr[b], np.asarray(scol), np.asarray(srow))
+            if elev[b]:  # bilinear mixes steps: round again
+                v = np.round(v / elevation_step_m) * elevation_step_m
+            out[b, r0:r1] = np.where(np.isfinite(v), v, nodata).reshape(r1 - r0, ow)
+    del arr  # the float64 input is not needed while GDAL writes the COG
     profile = dict(driver="GTiff", width=ow, height=oh, count=nb, dtype="float32", crs="EPSG:4326",
                    transform=out_transform, nodata=nodata)
     with MemoryFile() as mem_src, MemoryFile() as mem_dst:
         with mem_src.open(**profile) as dst:
             dst.write(out)
+            for i, d in enumerate(descriptions, start=1):
+                if d:
+                    dst.set_band_description(i, d)
             dst.update_tags(desensitised="yes", offset_provider=provider.name)
         with mem_src.open() as tmp:
             rio_copy(tmp, mem_dst.name, driver="COG", COMPRESS="DEFLATE")

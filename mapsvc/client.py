@@ -10,6 +10,7 @@ Cache layout (``cache_dir``)::
     state.json                 server, pinned key, current release, area, tile ids -> sha256
     manifests/<release>.json   verified manifest bytes (+ .sig)
     tiles/<sha256>.osm.gz      verified tiles, content-addressed (an unchanged tile is kept across releases)
+    rasters/<sha256>.tif       verified per-tile raster layers (``layers=``), content-addressed the same way
     merged.osm                 the merged Lanelet2 map of the current area (written by :meth:`lanelet_map`)
 
 Updates: the new release's signed manifest (conditional GET when the release is the cached one), then
@@ -51,6 +52,8 @@ class FetchResult:
     bytes_downloaded: int = 0
     manifest_not_modified: bool = False
     used_delta: bool = False
+    rasters: dict = field(default_factory=dict)          # layer -> tile ids of the area that have it
+    rasters_downloaded: int = 0                          # raster files fetched (the rest came from the cache)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -98,9 +101,17 @@ class VehicleClient:
     def tile_path(self, sha: str) -> Path:
         return self.cache / "tiles" / f"{sha}.osm.gz"
 
-    def _cached_tile(self, sha: str) -> bool:
+    def raster_file(self, sha: str) -> Path:
+        return self.cache / "rasters" / f"{sha}.tif"
+
+    def raster_path(self, layer: str, tile_id: int) -> Path | None:
+        """The cached raster of a fetched tile's layer, or None when the tile has no such layer."""
+        sha = self.state().get("rasters", {}).get(layer, {}).get(str(int(tile_id)))
+        return self.raster_file(sha) if sha else None
+
+    def _cached_tile(self, sha: str, path: Path | None = None) -> bool:
         """A cached tile counts only if it still hashes right (a damaged cache file is dropped and refetched)."""
-        path = self.tile_path(sha)
+        path = path or self.tile_path(sha)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -170,9 +181,16 @@ class VehicleClient:
         return raw, manifest, not_modified, sig
 
     # -- fetch ----------------------------------------------------------------------------------------
-    def fetch(self, lat: float, lon: float, radius_m: float, release: str | None = None) -> FetchResult:
+    def fetch(self, lat: float, lon: float, radius_m: float, release: str | None = None,
+              layers=()) -> FetchResult:
+        """Fetch the tiles around a position; ``layers``: also each tile's raster layers of those names."""
         from mapsvc.api.catalogue import ReleaseView
+        from tiles.raster import LAYER_NAME
 
+        layers = list(dict.fromkeys(layers or ()))
+        for layer in layers:  # a URL path segment
+            if not isinstance(layer, str) or not LAYER_NAME.fullmatch(layer):
+                raise FetchError(f"not a raster layer name: {str(layer)[:80]!r}")
         state = self.state()
         if state.get("server") not in (None, self.server):
             raise FetchError(f"{self.cache} caches {state['server']}, not {self.server}; use another --cache")
@@ -221,6 +239,8 @@ class VehicleClient:
                                         "manifest says changed; rejected")
             self._accept_tile(release, tid, sha, resp.content, result)
 
+        rasters = self._fetch_rasters(release, manifest, sorted(area), layers, result)
+
         result.removed = sorted(set(old_tiles) - set(area))
         # every check passed: now (and only now) the manifest and the state enter the cache
         _write_atomic(self.cache / "manifests" / f"{release}.json", raw)
@@ -230,10 +250,36 @@ class VehicleClient:
                      "release": release, "manifest_sha256": view.sha256, "level": view.level,
                      "origin": manifest.get("origin"),
                      "area": {"lat": lat, "lon": lon, "radius_m": radius_m},
-                     "tiles": {str(k): v for k, v in sorted(area.items())}}
+                     "tiles": {str(k): v for k, v in sorted(area.items())}, "rasters": rasters}
         _write_atomic(self.state_path, json.dumps(new_state, indent=1).encode())
         self._lanelet = None
         return result
+
+    def _fetch_rasters(self, release: str, manifest: dict, tile_ids: list[int], layers: list[str],
+                       result: FetchResult) -> dict:
+        """Download (or reuse) the raster layers the signed manifest lists for the tiles; {layer: {id: sha}}."""
+        listed = {int(t["id"]): t.get("rasters") or {} for t in manifest["tiles"]}
+        out: dict[str, dict[str, str]] = {}
+        for layer in layers:
+            out[layer] = {}
+            for tid in tile_ids:
+                entry = listed.get(tid, {}).get(layer)
+                if entry is None:
+                    continue  # no data of this layer in this tile
+                sha = entry["sha256"]
+                if not self._cached_tile(sha, self.raster_file(sha)):
+                    data = self._get(f"/v1/releases/{release}/tiles/{tid}/rasters/{layer}").content
+                    got = hashlib.sha256(data).hexdigest()
+                    if got != sha:
+                        raise VerificationError(f"raster {layer} of tile {tid} of release {release}: sha256 "
+                                                f"{got[:16]}... differs from the signed manifest's {sha[:16]}...; "
+                                                "rejected, not cached")
+                    _write_atomic(self.raster_file(sha), data)
+                    result.rasters_downloaded += 1
+                    result.bytes_downloaded += len(data)
+                out[layer][str(tid)] = sha
+            result.rasters[layer] = [int(t) for t in out[layer]]
+        return out
 
     def _changed_since(self, state: dict, release: str, signed: dict, result: FetchResult) -> set[int] | None:
         """Tile ids added or changed since the cached release, from /delta (cross-checked with the signed
@@ -321,6 +367,6 @@ class VehicleClient:
 
 
 def fetch(server: str, token: str, lat: float, lon: float, radius_m: float, cache_dir, *, release=None,
-          public_key=None, key_id=None) -> tuple[FetchResult, VehicleClient]:
+          public_key=None, key_id=None, layers=()) -> tuple[FetchResult, VehicleClient]:
     client = VehicleClient(server, token, cache_dir, public_key=public_key, key_id=key_id)
-    return client.fetch(lat, lon, radius_m, release), client
+    return client.fetch(lat, lon, radius_m, release, layers=layers), client

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from lanelets.osm import read_osm
 from tiles import cut, make_manifest, open_store, write_tile_dir
-from tiles.grid import DEFAULT_LEVEL
+from tiles.errors import TileError
+from tiles.grid import DEFAULT_LEVEL, tile_size_deg
+from tiles.raster import check_layer_name, cut_raster
+from tiles.store import raster_attachment, raster_path
 
 from mapsvc import __version__
 from mapsvc.signing import release_signature
@@ -75,6 +78,12 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
 
         raise StoreError(f"release {release!r} already exists; releases are immutable")
     path = Path(path)
+    layers = {}  # raster layers are named after their files; checked before any work is done
+    for raster in rasters:
+        layer = check_layer_name(Path(raster).stem, str(raster))
+        if layer in layers:
+            raise TileError(f"{raster}: raster layer {layer!r} is already given by {layers[layer]}")
+        layers[layer] = raster
     settings = load_settings(home(), profile=profile, offset_provider=offset_provider, rules=rules)
     result = desensitize(read_osm(path), settings=settings, restricted=restricted_areas, origin=origin)
     out = result.map
@@ -84,11 +93,20 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
                   provider=result.provider, restricted=result.restricted)
     attachments = {"audit.json": (result.audit.to_json(release=release, source=path.name,
                                                        profile=settings.profile), True)}
-    for raster in rasters:
-        cog, info = desensitize_raster(raster, result.provider, restricted=result.restricted)
-        key = f"raster/{Path(raster).stem}.tif"
+    tile_rasters: dict[int, dict] = {}
+    for layer, raster in layers.items():
+        # aligned to the tile grid, so cutting per tile does not resample a second time
+        cog, info = desensitize_raster(raster, result.provider, restricted=result.restricted,
+                                       align_deg=tile_size_deg(level))
+        key = f"raster/{layer}.tif"
         attachments[key] = (cog, False)
-        result.report.setdefault("rasters", []).append({"attachment": key, **info})
+        per_tile = cut_raster(cog, [t.id for t in tiles], level)
+        for tid, data in per_tile.items():
+            attachments[raster_attachment(layer, tid)] = (data, False)
+            tile_rasters.setdefault(tid, {})[layer] = {"sha256": hashlib.sha256(data).hexdigest(),
+                                                       "bytes": len(data), "path": raster_path(layer, tid)}
+        result.report.setdefault("rasters", []).append({"attachment": key, "layer": layer,
+                                                        "tiles": len(per_tile), **info})
     summary = out.summary()
     summary.pop("source", None)
     manifest = make_manifest(
@@ -97,6 +115,9 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
         source={"file": path.name, "sha256": file_sha256(path), "summary": summary},
         origin=None,  # a local map's origin is a true position: it stays with the producer
         release=release, desensitization=result.report)
+    for entry in manifest["tiles"]:  # listed before signing: the signature covers every raster's sha256
+        if entry["id"] in tile_rasters:
+            entry["rasters"] = tile_rasters[entry["id"]]
     with progress("publishing", len(tiles)) as tick:
         # manifest.sig is signed over the exact manifest bytes and stored in the same transaction (mapsvc.signing)
         return store.publish(release, tiles, manifest, progress=tick,

@@ -35,6 +35,27 @@ def tile_path(tile_id: int) -> str:
     return f"tiles/{tile_id}.osm.gz"
 
 
+def raster_path(layer: str, tile_id: int) -> str:
+    """Where a tile's raster layer sits in an exported release (manifest ``tiles[].rasters[layer].path``)."""
+    return f"rasters/{layer}/{tile_id}.tif"
+
+
+def raster_attachment(layer: str, tile_id: int) -> str:
+    """The release attachment key of a tile's raster layer (public: vehicles fetch it)."""
+    return f"raster/{layer}/{tile_id}.tif"
+
+
+def _raster_files(manifest: dict):
+    """(layer, tile id, entry) of every per-tile raster a manifest lists."""
+    from tiles.raster import LAYER_NAME
+
+    for t in manifest["tiles"]:
+        for layer, r in sorted((t.get("rasters") or {}).items()):
+            if not LAYER_NAME.fullmatch(layer):  # it becomes a directory name
+                raise StoreError(f"tile {t['id']}: raster layer name {layer[:80]!r} is not valid")
+            yield layer, int(t["id"]), r
+
+
 def make_manifest(tiles: list[Tile], level: int, **meta) -> dict:
     return {
         "format": MANIFEST_FORMAT,
@@ -62,6 +83,10 @@ def write_tile_dir(out: str | os.PathLike, manifest: dict, blobs: dict[str, byte
         (tmp / "tiles").mkdir()
         for entry in manifest["tiles"]:
             (tmp / entry["path"]).write_bytes(blobs[entry["sha256"]])
+        for layer, tid, r in _raster_files(manifest):
+            target = tmp / raster_path(layer, tid)  # from the validated layer name and id, not the manifest text
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blobs[r["sha256"]])
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False))
         old = None
         if out.exists():
@@ -134,6 +159,8 @@ class ReleaseStore(ABC):
     def export(self, name: str, out: str | os.PathLike) -> dict:
         manifest = self.manifest(name)
         blobs = {t["sha256"]: self.blob(t["sha256"]) for t in manifest["tiles"]}
+        for layer, tid, r in _raster_files(manifest):
+            blobs[r["sha256"]] = self.attachment(name, raster_attachment(layer, tid))
         write_tile_dir(out, manifest, blobs)
         return manifest
 
@@ -300,6 +327,14 @@ class SqliteReleaseStore(ReleaseStore):
                 continue
             if hashlib.sha256(data).hexdigest() != t["sha256"]:
                 problems.append(f"tile {t['id']}: stored bytes do not match sha256 {t['sha256']}")
+        for layer, tid, r in _raster_files(self.manifest(name)):
+            try:
+                data = self.attachment(name, raster_attachment(layer, tid))
+            except StoreError as exc:
+                problems.append(str(exc))
+                continue
+            if hashlib.sha256(data).hexdigest() != r["sha256"]:
+                problems.append(f"tile {tid}: raster {layer!r} does not match sha256 {r['sha256']}")
         return problems
 
     def gc(self) -> int:

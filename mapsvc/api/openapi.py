@@ -10,6 +10,8 @@ _RELEASE = {"name": "release", "in": "path", "required": True,
 _TILE_ID = {"name": "tile_id", "in": "path", "required": True,
             "description": "NDS.Live packed tile id (level-15 ids are negative)",
             "schema": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647}}
+_LAYER = {"name": "layer", "in": "path", "required": True, "description": "raster layer name",
+          "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
 _SECURED = [{"bearer": []}]
 
 
@@ -83,6 +85,13 @@ def spec() -> dict:
                 *_AUTH, 503, params=[_RELEASE, _TILE_ID, _inm(),
                                      _q("redirect", {"type": "string", "enum": ["1", "true"]},
                                         "answer with a redirect to a signed URL (nginx secure_link)")])},
+            "/v1/releases/{release}/tiles/{tile_id}/rasters/{layer}": {"get": _op(
+                "One raster layer of a tile (e.g. ground elevation, intensity): a cloud-optimised GeoTIFF in "
+                "EPSG:4326 covering the tile, desensitised like the vectors; the manifest lists its sha256",
+                {"200": {"description": "The raster", "headers": etag,
+                         "content": {"image/tiff": {"schema": {"type": "string", "contentMediaType": "image/tiff"}}}},
+                 "304": {"description": "Not Modified"}},
+                *_AUTH, 503, params=[_RELEASE, _TILE_ID, _LAYER, _inm()])},
             "/v1/releases/{release}/tiles/{tile_id}/url": {"get": _op(
                 "A signed, expiring URL of the tile's blob (nginx secure_link)", _json_ok(ref("TileUrl")),
                 *_AUTH, params=[_RELEASE, _TILE_ID])},
@@ -123,7 +132,12 @@ def spec() -> dict:
                 "Releases": {"type": "object", "properties": {"releases": {"type": "array", "items": ref("Release")}}},
                 "TileEntry": {"type": "object", "required": ["id", "sha256"], "properties": {
                     "id": {"type": "integer"}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                    "bytes": {"type": "integer"}}},
+                    "bytes": {"type": "integer"},
+                    "rasters": {"type": "object", "description": "per-tile raster layers by name (manifest only)",
+                                "additionalProperties": ref("TileRaster")}}},
+                "TileRaster": {"type": "object", "required": ["sha256", "bytes", "path"], "properties": {
+                    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "bytes": {"type": "integer"},
+                    "path": {"type": "string"}}},
                 "Manifest": {"type": "object", "required": ["format", "level", "tiles"], "properties": {
                     "format": {"type": "string"}, "level": {"type": "integer"},
                     "tiles": {"type": "array", "items": ref("TileEntry")}}},

@@ -1,6 +1,7 @@
-"""Release endpoints: list, latest, manifest, signature, tiles (one, by area), delta, report."""
+"""Release endpoints: list, latest, manifest, signature, tiles (one, by area), tile rasters, delta, report."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -12,6 +13,8 @@ from werkzeug.http import parse_etags
 from werkzeug.wsgi import wrap_file
 
 from tiles.grid import is_valid_tile
+from tiles.raster import LAYER_NAME
+from tiles.store import raster_attachment
 
 from mapsvc.api.auth import requires
 from mapsvc.api.problems import Problem
@@ -158,6 +161,47 @@ def tile(release, tile_id):
                     direct_passthrough=True)
     resp.content_length = size
     return resp
+
+
+RASTER_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+def _raster_index(view) -> dict[tuple[int, str], str]:
+    """{(tile id, layer): sha256} of a release's per-tile rasters, parsed once per manifest (kept per app)."""
+    cache = _ext().setdefault("raster_index", {})
+    index = cache.get(view.sha256)
+    if index is None:
+        index = {(int(t["id"]), layer): r["sha256"] for t in json.loads(view.raw)["tiles"]
+                 for layer, r in (t.get("rasters") or {}).items()}
+        while len(cache) >= 64:  # releases are immutable; a few recent ones are enough
+            cache.pop(next(iter(cache)), None)
+        cache[view.sha256] = index
+    return index
+
+
+@bp.get("/releases/<release>/tiles/<tile_id>/rasters/<layer>")
+@requires("read_releases")
+def tile_raster(release, tile_id, layer):
+    """One raster layer of a tile: a cloud-optimised GeoTIFF, content-addressed like the tiles."""
+    view = _ext()["catalogue"].release(release)
+    tid = _tile_id(tile_id)
+    if not LAYER_NAME.fullmatch(layer):
+        raise Problem(400, "Bad Request", "layer names are 1-64 letters, digits, '_' or '-'")
+    if request.query_string:
+        raise Problem(400, "Bad Request", "this endpoint takes no query parameters")
+    sha = _raster_index(view).get((tid, layer))
+    if sha is None:
+        raise Problem(404, "Not Found", f"release {release!r} has no raster {layer!r} for tile {tid}")
+    headers = {"ETag": f'"{sha}"', "Cache-Control": TILE_CACHE}
+    inm = request.headers.get("If-None-Match")
+    if inm and parse_etags(inm).contains_weak(sha):
+        return Response(status=304, headers=headers)
+    data = _ext()["catalogue"].attachment(release, raster_attachment(layer, tid))
+    if data is None or hashlib.sha256(data).hexdigest() != sha:
+        log.error("raster %s of tile %s of %s is missing or fails its sha256 check", layer, tid, release)
+        raise Problem(503, "Service Unavailable", f"raster {layer!r} of tile {tid} of {release!r} is damaged "
+                      "or missing in the store")
+    return Response(data, mimetype=RASTER_TYPE, headers=headers)
 
 
 def _signed_url(sha: str) -> tuple[str, int]:

@@ -73,14 +73,16 @@ def keys_export(key_id):
               help="Pinned public key (PEM or base64); kept in the cache for later calls.")
 @click.option("--key-id", default=None, help="Pinned key id (the key is fetched and checked against the id).")
 @click.option("--match/--no-match", default=False, help="Also load the merged map and list the lanelets at LAT,LON.")
-def fetch_cmd(server, token, lat, lon, radius_m, cache, release, pubkey, key_id, match):
+@click.option("--raster", "layers", multiple=True, metavar="LAYER",
+              help="Also fetch and verify this raster layer of each tile (repeatable).")
+def fetch_cmd(server, token, lat, lon, radius_m, cache, release, pubkey, key_id, match, layers):
     """Download and verify the tiles within RADIUS-M of LAT,LON into CACHE (only what changed on later calls)."""
     from mapsvc.client import FetchError, VehicleClient
     from mapsvc.signing import SignatureError
 
     client = VehicleClient(server, token, cache, public_key=pubkey, key_id=key_id)
     try:
-        result = client.fetch(lat, lon, radius_m, release)
+        result = client.fetch(lat, lon, radius_m, release, layers=layers)
         out = result.as_dict()
         if match:
             out["merged_osm"] = str(client.merged_osm())

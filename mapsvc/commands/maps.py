@@ -71,7 +71,7 @@ def tile_cmd(map_path, out, level, origin):
 @click.option("--rules", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Desensitisation rules YAML (default: the shipped rule set).")
 @click.option("--raster", "rasters", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Raster layer to desensitise and attach as a cloud-optimised GeoTIFF (repeatable).")
+              help="Raster layer (named after the file): desensitised, stored per tile as COGs (repeatable).")
 def publish_cmd(map_path, release, level, origin, restricted_areas, profile, offset_provider, rules, rasters):
     """Desensitise MAP.osm, tile it and store it as an immutable release."""
     from mapsvc.pipeline import publish
