@@ -2,7 +2,7 @@
 ``io.loadRobust`` of the same file (the peer: every run of the checks includes one such load).
 
 Targets (issue 5): under 2 s at x1 and under 60 s at x50, with no check quadratic in map size.
-Each side runs as a fresh process (wall time and peak RSS from wait4's rusage); the checks' script also
+Each side runs as a fresh process (wall time, and peak RSS from GNU time); the checks' script also
 reports read time, per-check times and finding counts.
 """
 from __future__ import annotations

@@ -142,7 +142,7 @@ def bench_whole_map() -> tuple[list[dict], list[str]]:
                          "peak_rss_mb": round(best["peak_rss_mb"], 1),
                          **{k: round(v, 3) if isinstance(v, float) else v for k, v in inner.items()}})
     return rows, [f"whole-map: {src.name} ({src.stat().st_size} bytes); child process wall time and peak RSS "
-                  "(wait4 rusage), best of 3; 'full' = read + desensitise (gcj02, default rules) + cut level 13 "
+                  "(GNU time), best of 3; 'full' = read + desensitise (gcj02, default rules) + cut level 13 "
                   "+ final scan; 'read_only' = interpreter + imports + read, for reference"]
 
 
