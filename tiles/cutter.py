@@ -189,6 +189,7 @@ def cut(m: OsmMap, level: int = grid.DEFAULT_LEVEL, origin: tuple[float, float] 
     feat, tile_of_pair = feat[order], tile_of_pair[order]
     tile_ids, starts = np.unique(tile_of_pair, return_index=True)
     ends = np.append(starts[1:], len(feat))
+    rel_types = m.relation_types()
 
     def build(i: int) -> Tile:
         f = feat[starts[i]:ends[i]]
@@ -196,7 +197,7 @@ def cut(m: OsmMap, level: int = grid.DEFAULT_LEVEL, origin: tuple[float, float] 
         rel, way, node = closure(m, rows[kinds == 2], rows[kinds == 1], rows[kinds == 0])
         raw = m.xml_bytes(nodes=node, ways=way, relations=rel)
         data = gzip_bytes(raw)
-        types = m.relation_types()[rel]
+        types = rel_types[rel]
         counts = {
             "points": int(node.sum()),
             "line_strings": int(way.sum()),
