@@ -276,3 +276,36 @@ def test_publish_refuses_bad_or_duplicate_layer_names_before_any_work(published,
     from tiles import open_store
 
     assert open_store(tmp_path / "home" / "store").releases() == []
+
+
+def test_a_raster_only_change_shows_in_diff_and_delta(published, tmp_path):
+    """Publish the same map again with the elevation raised in one corner: exactly the tiles whose raster
+    changed are 'changed' (store diff and the API's /delta), the vector tiles being identical."""
+    from mapsvc.api import create_app
+
+    d = published["dir"]
+    rows, cols = np.mgrid[0:ROWS, 0:COLS]
+    elevation = 31.3 + 0.05 * cols + 0.02 * rows
+    elevation[:, -40:] += 2.0  # the eastern edge only (the lowest point, the relative datum, stays)
+    _geotiff(tmp_path / "ground_elevation.tif", {"elevation": elevation})
+    env = {**os.environ, "MAPSVC_HOME": str(published["home"])}
+    r = subprocess.run([sys.executable, "-m", "mapsvc", "publish", str(d / "pilot.osm"), "--release", "r1-dem2",
+                        "--level", str(LEVEL), "--restricted-areas", str(d / "zones.geojson"),
+                        "--raster", str(tmp_path / "ground_elevation.tif"), "--raster", str(d / "lidar.tif")],
+                       capture_output=True, text=True, env=env, timeout=120, cwd=REPO, check=False)
+    assert r.returncode == 0, r.stderr
+    store = published["store"]
+    m1, m2 = store.manifest("r1"), store.manifest("r1-dem2")
+    assert [t["sha256"] for t in m1["tiles"]] == [t["sha256"] for t in m2["tiles"]]  # vectors unchanged
+    e1, e2 = _tiles_with(m1, "ground_elevation"), _tiles_with(m2, "ground_elevation")
+    want = sorted(t for t in e1 if e1[t]["sha256"] != e2[t]["sha256"])
+    assert want and len(want) < len(e1)
+    diff = store.diff("r1", "r1-dem2")
+    assert diff["changed"] == want and not diff["added"] and not diff["removed"]
+    from mapsvc.tokens import TokenStore
+
+    token = TokenStore(published["home"] / "tokens.sqlite").create("vehicle", "delta-car")
+    app = create_app({"HOME": str(published["home"])})
+    resp = app.test_client().get("/v1/releases/r1-dem2/delta?from=r1", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 200
+    assert sorted(e["id"] for e in resp.get_json()["changed"]) == want

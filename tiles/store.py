@@ -69,6 +69,12 @@ def make_manifest(tiles: list[Tile], level: int, **meta) -> dict:
     }
 
 
+def content_key(entry: dict) -> str:
+    """What a tile of a manifest is, for diffs: its vector tile hash and the hashes of its raster layers."""
+    rasters = entry.get("rasters") or {}
+    return entry["sha256"] + "".join(f"|{k}={rasters[k]['sha256']}" for k in sorted(rasters))
+
+
 def manifest_bytes(manifest: dict) -> bytes:
     """Canonical JSON (sorted keys, no spaces): what is hashed and signed."""
     return json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -144,9 +150,10 @@ class ReleaseStore(ABC):
         return rel[-1]
 
     def diff(self, a: str, b: str) -> dict:
-        """Tiles added, changed and removed going from release ``a`` to release ``b``."""
-        ta = {t["id"]: t["sha256"] for t in self.manifest(a)["tiles"]}
-        tb = {t["id"]: t["sha256"] for t in self.manifest(b)["tiles"]}
+        """Tiles added, changed and removed going from release ``a`` to release ``b`` (a tile whose vector data
+        or any of whose raster layers changed is changed)."""
+        ta = {t["id"]: content_key(t) for t in self.manifest(a)["tiles"]}
+        tb = {t["id"]: content_key(t) for t in self.manifest(b)["tiles"]}
         return {
             "from": a,
             "to": b,

@@ -18,7 +18,7 @@ import numpy as np
 from tiles import open_store
 from tiles.errors import StoreError
 from tiles.grid import tile_bboxes
-from tiles.store import RELEASE_NAME
+from tiles.store import RELEASE_NAME, content_key
 
 from mapsvc.api.problems import Problem
 
@@ -33,6 +33,7 @@ class ReleaseView:
     sha: list[str]
     size: list[int]
     index: dict[int, int]
+    keys: list[str]     # tiles.store.content_key per row: vector hash + raster layer hashes (for deltas)
     _boxes: object = field(default=None, repr=False)
     _paths: dict = field(default_factory=dict, repr=False)
 
@@ -50,7 +51,7 @@ class ReleaseView:
         ids = np.array([t["id"] for t in entries], dtype=np.int64)
         return cls(name, raw, hashlib.sha256(raw).hexdigest(), int(manifest["level"]), ids,
                    [t["sha256"] for t in entries], [int(t["bytes"]) for t in entries],
-                   {int(t["id"]): i for i, t in enumerate(entries)})
+                   {int(t["id"]): i for i, t in enumerate(entries)}, [content_key(t) for t in entries])
 
     def entries(self, rows) -> list[dict]:
         return [{"id": int(self.ids[i]), "sha256": self.sha[i], "bytes": self.size[i]} for i in rows]

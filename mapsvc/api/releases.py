@@ -242,10 +242,10 @@ def delta(release):
     if set(args) != {"from"} or len(args.getlist("from")) != 1:
         raise Problem(400, "Bad Request", "give exactly one query parameter: from=RELEASE")
     a, b = cat.release(args["from"]), cat.release(release)
-    old = dict(zip(a.ids.tolist(), a.sha, strict=True))
+    old = dict(zip(a.ids.tolist(), a.keys, strict=True))
     new_rows = {int(t): i for i, t in enumerate(b.ids.tolist())}
     added = [i for t, i in new_rows.items() if t not in old]
-    changed = [i for t, i in new_rows.items() if t in old and old[t] != b.sha[i]]
+    changed = [i for t, i in new_rows.items() if t in old and old[t] != b.keys[i]]
     removed = sorted(set(old) - set(new_rows))
     return _json({"from": a.name, "to": b.name, "from_manifest_sha256": a.sha256, "to_manifest_sha256": b.sha256,
                   "added": b.entries(added), "changed": b.entries(changed), "removed": removed,
