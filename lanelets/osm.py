@@ -196,12 +196,15 @@ def _tag_of(xml: bytes) -> str:
     return xml[1 : xml.find(b" ") if b" " in xml[:64] else xml.find(b">")].decode().rstrip("/")
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: never a half-written file."""
+def write_atomic(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: never a half-written file.
+    ``mode`` sets the permissions (mkstemp's default is 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

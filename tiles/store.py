@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from lanelets.osm import write_atomic
 from tiles.cutter import Tile
 from tiles.errors import StoreError
 
@@ -212,19 +213,8 @@ class SqliteReleaseStore(ReleaseStore):
         path = self._blob_path(sha)
         if path.exists() and path.stat().st_size == len(data):
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".blob.", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o644)  # tiles are public once published; nginx may serve them directly
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # tiles are public once published: readable by a front nginx serving the blob files directly
+        write_atomic(path, data, mode=0o644)
 
     # -- writing -------------------------------------------------------------------------------------
     def publish(self, name, tiles, manifest, attachments=None, progress=None) -> dict:
