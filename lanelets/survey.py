@@ -40,7 +40,8 @@ from lanelets.survey_read import RAMP_CLASSES, ROAD_CLASSES, read_survey
 
 SNAP_M = 1.0             # road ends closer than this are one node
 JUNCTION_SNAP_M = 15.0   # a `junctions` point marks the nearest node within this distance
-JUNCTION_MARGIN_M = 2.0  # stop line this far outside the widest crossing carriageway
+JUNCTION_MARGIN_M = 6.0  # stop line this far outside the widest crossing carriageway: room for a crosswalk, and
+                         # turning lanes wide enough to drive (curvature <= 0.5 1/m, as the checks require)
 RAMP_FADE_M = 120.0      # a ramp's centre line is led onto the target lanes over this length
 MAX_LANELET_M = 100.0    # lanelets are cut at most this long
 TL_HEIGHT_M = 5.0

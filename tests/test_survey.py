@@ -499,3 +499,18 @@ def test_failed_write_leaves_old_output_and_no_temp(tmp_path, monkeypatch):
         build_from_survey(YIZHUANG, out)
     assert out.read_text() == "old map"
     assert [p.name for p in tmp_path.iterdir()] == ["map.osm"]
+
+
+def test_pilot_map_passes_the_geometry_and_topology_checks(pilot):
+    """The built map is checked by standards/ like any survey: no class A, B or C finding in its geometry,
+    topology or attributes (metadata such as the map-review number is not the builder's to give), and the junction
+    turns stay drivable (curvature above 0.5 1/m only on a few tight turning-lane corners)."""
+    from standards import check_map
+
+    osm = pilot[1]
+    report = check_map(osm)
+    serious = [f for f in report["findings"]
+               if f["severity"] in ("A", "B", "C") and f["element"] != "metadata"]
+    assert not serious, serious[:5]
+    curv = next(c for c in report["checks"] if c["id"] == "mapping.curvature_too_big")
+    assert curv["count"] <= 20
