@@ -35,7 +35,7 @@ from pyproj.database import query_utm_crs_info
 
 from lanelets.errors import MapError
 from lanelets.projection import transformer, utm_epsg
-from lanelets.survey_geom import bezier, cumlen, cut, direction_at, point_at, shift_end
+from lanelets.survey_geom import bezier, cumlen, cut, direction_at, interior, point_at, shift_end
 from lanelets.survey_read import RAMP_CLASSES, ROAD_CLASSES, read_survey
 
 SNAP_M = 1.0             # road ends closer than this are one node
@@ -426,6 +426,10 @@ class _Builder:
         return ll
 
 
+def _xy(p) -> np.ndarray:
+    return np.array([p.x, p.y])
+
+
 def _lanelet_tags(road: Road, speed: float, **extra) -> dict:
     c = ROAD_CLASSES[road.cls]
     tags = {"type": "lanelet", "subtype": c["subtype"], "location": c["location"], "one_way": "yes",
@@ -455,7 +459,8 @@ def _build_roads(bld: _Builder, roads, sec, key, slots):
             brk += [bld.point(p) for p in b["breaks"][1:-1]]
             brk.append(bld.slot(key((r.i, 1, j)), slots[key((r.i, 1, j))]))
             tags = _boundary_tags(r, j)
-            ls.append([bld.line([brk[q]] + [bld.point(p) for p in b["pieces"][q][1:-1]] + [brk[q + 1]], tags)
+            ls.append([bld.line([brk[q]] + [bld.point(p) for p in interior(b["pieces"][q], _xy(brk[q]),
+                                                                            _xy(brk[q + 1]))] + [brk[q + 1]], tags)
                        for q in range(nk)])
         tags = _lanelet_tags(r, r.speed)
         lanes = []
@@ -504,7 +509,8 @@ def _build_junctions(bld: _Builder, roads, sec, kinds, node_ends, key, at_end):
             b = np.array([p3.x, p3.y])
             straight = abs(_cross(t0, t3)) < 0.05 and float(t0 @ t3) > 0
             xy = bezier(a, t0, b, t3, 2 if straight else 12)
-            conn_cache[k] = bld.line([p0] + [bld.point(p) for p in xy[1:-1]] + [p3], LINE_STYLE["connector"])
+            conn_cache[k] = bld.line([p0] + [bld.point(p) for p in interior(xy, a, b)] + [p3],
+                                     LINE_STYLE["connector"])
         return conn_cache[k]
 
     for n, kind in enumerate(kinds):

@@ -60,3 +60,18 @@ def bezier(p0: np.ndarray, t0: np.ndarray, p3: np.ndarray, t3: np.ndarray, n: in
     p1, p2 = p0 + k * t0, p3 - k * t3
     t = np.linspace(0.0, 1.0, n)[:, None]
     return ((1 - t) ** 3) * p0 + 3 * ((1 - t) ** 2) * t * p1 + 3 * (1 - t) * t * t * p2 + (t ** 3) * p3
+
+
+MIN_VERTEX_GAP_M = 0.05  # Lanelet2's points_too_close threshold
+
+
+def interior(xy: np.ndarray, first: np.ndarray, last: np.ndarray, tol: float = MIN_VERTEX_GAP_M) -> np.ndarray:
+    """The inner vertices of `xy` to keep between the end points actually used (`first`, `last`, which may be
+    shared points placed a little differently): drops any vertex closer than `tol` to the vertex before it or to
+    the last point, so a line string never has two points closer than Lanelet2's 5 cm."""
+    inner = xy[1:-1]
+    if not len(inner):
+        return inner
+    prev = np.vstack([np.asarray(first, float)[None], inner[:-1]])
+    keep = (np.hypot(*(inner - prev).T) >= tol) & (np.hypot(*(inner - np.asarray(last, float)).T) >= tol)
+    return inner[keep]

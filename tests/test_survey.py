@@ -503,8 +503,8 @@ def test_failed_write_leaves_old_output_and_no_temp(tmp_path, monkeypatch):
 
 def test_pilot_map_passes_the_geometry_and_topology_checks(pilot):
     """The built map is checked by standards/ like any survey: no class A, B or C finding in its geometry,
-    topology or attributes (metadata such as the map-review number is not the builder's to give), and the junction
-    turns stay drivable (curvature above 0.5 1/m only on a few tight turning-lane corners)."""
+    topology or attributes (metadata such as the map-review number is not the builder's to give), the junction
+    turns stay drivable (no curvature above 0.5 1/m) and no line string has points closer than 5 cm."""
     from standards import check_map
 
     osm = pilot[1]
@@ -512,5 +512,6 @@ def test_pilot_map_passes_the_geometry_and_topology_checks(pilot):
     serious = [f for f in report["findings"]
                if f["severity"] in ("A", "B", "C") and f["element"] != "metadata"]
     assert not serious, serious[:5]
-    curv = next(c for c in report["checks"] if c["id"] == "mapping.curvature_too_big")
-    assert curv["count"] <= 20
+    counts = {c["id"]: c["count"] for c in report["checks"]}
+    assert counts["mapping.curvature_too_big"] == 0 and counts["mapping.points_too_close"] == 0
+    assert counts["mapping.duplicated_points"] == 0
