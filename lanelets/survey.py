@@ -568,6 +568,11 @@ def _priority(bld: _Builder, approaches, at_end):
     top = max(rank.values())
     row = [ll for k, v in rank.items() if v == top for ll in at_end[k]]
     yields = [ll for k, v in rank.items() if v < top for ll in at_end[k]]
+    _right_of_way(bld, row, yields)
+
+
+def _right_of_way(bld: _Builder, row, yields) -> None:
+    """A RightOfWay element on the lanelets that have way (`row`) and those that yield."""
     re = RightOfWay(next(bld.ids), AttributeMap({"type": "regulatory_element", "subtype": "right_of_way"}),
                     row, yields)
     for ll in row + yields:
@@ -585,14 +590,8 @@ def _build_merges(bld: _Builder, roads, kinds, key, at_end):
         yields = at_end[(ri, e)]
         ends = {(ll.leftBound[-1].id, ll.rightBound[-1].id) for ll in yields}
         row = [ll for k in ends for ll in bld.ending.get(k, []) if all(ll.id != y.id for y in yields)]
-        if not row:
-            continue
-        re = RightOfWay(next(bld.ids), AttributeMap({"type": "regulatory_element", "subtype": "right_of_way"}),
-                        row, yields)
-        for ll in row + yields:
-            ll.addRegulatoryElement(re)
-        bld.map.add(re)
-        bld.counts["right_of_way"] += 1
+        if row:
+            _right_of_way(bld, row, yields)
 
 
 def build_from_survey(path, out_osm, origin: tuple[float, float] | None = None) -> dict:
