@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 MAPSVC_HOME ?= $(CURDIR)/var
 export MAPSVC_HOME
 # Debian packages the project needs at run time and to build GDAL's Python bindings.
-APT_PACKAGES := libgdal-dev gdal-bin rtklib python3-dev build-essential nginx wrk fonts-wqy-zenhei time
+APT_PACKAGES := libgdal-dev gdal-bin rtklib python3-dev build-essential nginx wrk fonts-wqy-zenhei time postgresql-15-postgis-3 redis-server haproxy
 STAMP := $(VENV)/.installed
 
 .PHONY: setup apt venv demo test bench clean

@@ -47,3 +47,6 @@ def origin_of(path: Path) -> tuple[float, float]:
 def mapsvc_cmd() -> list[str]:
     exe = Path(os.sys.executable).with_name("mapsvc")
     return [str(exe)] if exe.exists() else [os.sys.executable, "-m", "mapsvc"]
+
+
+from servers import haproxy_factory, postgres_server, postgres_url, redis_server  # noqa: E402,F401  (fixtures)
