@@ -347,14 +347,22 @@ class SqliteReleaseStore(ReleaseStore):
         return removed
 
 
+def _postgres(rest: str) -> ReleaseStore:
+    from tiles.pgstore import PostgresReleaseStore  # psycopg only when asked for
+
+    return PostgresReleaseStore("postgresql://" + rest)
+
+
 STORES: dict[str, Callable[[str], ReleaseStore]] = {
     "sqlite": lambda rest: SqliteReleaseStore(rest),
+    "postgresql": _postgres,
+    "postgres": _postgres,
 }
 
 
 def open_store(url: str | os.PathLike) -> ReleaseStore:
-    """A store by URL: ``sqlite:///path/to/dir`` or a plain directory (SQLite). Other schemes register in
-    :data:`STORES` (a PostgreSQL store would register ``postgresql``)."""
+    """A store by URL: ``sqlite:///path/to/dir`` or a plain directory (SQLite),
+    ``postgresql://user@host/db?blobs=/shared/dir`` (:mod:`tiles.pgstore`). Schemes register in :data:`STORES`."""
     url = str(url)
     scheme, sep, rest = url.partition("://")
     if not sep:

@@ -66,6 +66,9 @@ def load_config(overrides: dict | None = None) -> dict:
 
         cfg["HOME"] = str(home())
     cfg["HOME"] = str(Path(cfg["HOME"]).resolve())
-    cfg["STORE_URL"] = str(cfg["STORE_URL"] or Path(cfg["HOME"]) / "store")
+    if not cfg["STORE_URL"]:
+        from mapsvc.config import store_url
+
+        cfg["STORE_URL"] = os.environ.get("MAPSVC_STORE") and store_url() or str(Path(cfg["HOME"]) / "store")
     cfg["TOKENS_DB"] = str(cfg["TOKENS_DB"] or Path(cfg["HOME"]) / "tokens.sqlite")
     return cfg

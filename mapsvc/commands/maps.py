@@ -27,8 +27,7 @@ level_option = click.option("--level", type=click.IntRange(0, 15), default=13, s
                             help="NDS.Live tile level (13 is about 2.4 km x 1.9 km at Beijing).")
 
 
-def store_url() -> str:
-    return str(home() / "store")
+from mapsvc.config import store_url  # noqa: E402  (the one place the store is chosen)
 
 
 @click.command("build")

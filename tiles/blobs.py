@@ -1,0 +1,56 @@
+"""Content-addressed tile blobs in a directory (``sha256[:2]/sha256.osm.gz``), shared by every store back end."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from lanelets.osm import write_atomic
+from tiles.errors import StoreError
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class BlobDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha: str) -> Path:
+        if not SHA256.fullmatch(sha or ""):
+            raise StoreError(f"not a sha256: {sha!r}")
+        return self.root / sha[:2] / f"{sha}.osm.gz"
+
+    def put(self, data: bytes, sha: str) -> None:
+        path = self.path(sha)
+        if path.exists() and path.stat().st_size == len(data):
+            return
+        # tiles are public once published: readable by a front nginx serving the blob files directly
+        write_atomic(path, data, mode=0o644)
+
+    def read(self, sha: str) -> bytes:
+        try:
+            return self.path(sha).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"blob {sha} is missing from the store") from None
+
+    def check(self, entries) -> list[str]:
+        """Problems re-hashing the blobs of manifest tile entries (empty = intact)."""
+        problems = []
+        for t in entries:
+            try:
+                data = self.read(t["sha256"])
+            except StoreError as exc:
+                problems.append(str(exc))
+                continue
+            if hashlib.sha256(data).hexdigest() != t["sha256"]:
+                problems.append(f"tile {t['id']}: stored bytes do not match sha256 {t['sha256']}")
+        return problems
+
+    def remove_unused(self, used: set[str]) -> int:
+        removed = 0
+        for path in self.root.glob("*/*"):
+            if path.name.split(".")[0] not in used:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
