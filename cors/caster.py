@@ -77,6 +77,7 @@ class Mount:
         self.fanout_last_s = 0.0   # wall time of the last fan-out loop
         self.fanout_max_s = 0.0
         self.ecef = np.array(station.ecef, dtype=float)
+        self.bus_framer = RtcmFramer()  # frames from the bus arrive whole; it only splits them
 
     @property
     def sid(self) -> str:
@@ -97,7 +98,15 @@ class Mount:
         if not good:
             return
         payload = good[0] if len(good) == 1 else b"".join(good)
+        bus = self.caster.bus
+        if bus is not None:  # the other nodes' clients and the archive get them through the bus
+            bus.publish(self.name, payload, time.time())
+        self.accept(good, payload)
+
+    def accept(self, good: list[bytes], payload: bytes) -> None:
+        """Complete CRC-checked frames of this station, from its source here or another node (bus)."""
         self.broadcast(payload)
+        monitor = self.caster.monitor
         now = monitor.clock()
         st = monitor.track(self.sid, self.name)
         st.last_frame = now  # health is up to date before the (deferred) decode
@@ -349,9 +358,11 @@ class Caster:
                  down_after: float = 10.0, client_roles=("vehicle",), nearest_hysteresis_m: float = 500.0,
                  registry_poll_s: float = 2.0, reconnect_min_s: float = RECONNECT_MIN_S,
                  rinex_speed: float = 1.0, fanout_threads: int | None = None,
-                 status_path=None, status_every_s: float = 2.0):
+                 status_path=None, status_every_s: float = 2.0, bus=None, node_id: str = ""):
         self.registry = registry
         self.tokens = tokens
+        self.bus = bus          # cors.bus.RedisBus, or None: fan-out within this process only
+        self.node_id = str(node_id)
         self.monitor = monitor or Monitor(down_after=down_after)
         self.host, self._port = host, port
         self.info = info or CasterInfo(host=host)
@@ -398,6 +409,8 @@ class Caster:
         except OSError as exc:
             raise CorsError(f"NTRIP caster cannot listen on {self.host}:{self._port}: {exc.strerror}") from None
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        if self.bus is not None:
+            self._tasks.append(asyncio.create_task(self.bus.follow(lambda: list(self.mounts), self._from_bus)))
         log.info("NTRIP caster on %s:%d with %d mountpoints", self.host, self.port, len(self.mounts))
         return self
 
@@ -456,6 +469,15 @@ class Caster:
                     self.write_status()
             except Exception:  # keep the caster alive whatever a registry edit did
                 log.exception("housekeeping failed")
+
+    def _from_bus(self, entry) -> None:
+        """A station's frames taken by another node: fan out to this node's clients."""
+        mount = self.mounts.get(entry.mountpoint)
+        if mount is None:
+            return
+        good = mount.bus_framer.feed(entry.data)
+        if good:
+            mount.accept(good, entry.data)
 
     # -- registry ----------------------------------------------------------------------------------
     def _reload_registry(self) -> None:
@@ -846,6 +868,7 @@ class Caster:
         d.update(self.monitor.station_status(m.sid))
         d["clients"] = len(m.clients)
         d["source_connected"] = m.source is not None or (m.task is not None and not m.task.done())
+        d["source_local"] = d["source_connected"]  # on this node (with a bus, data may come from another)
         d["sent_bytes"] = m.sent_bytes
         d["fanout_last_ms"] = round(m.fanout_last_s * 1e3, 3)
         d["fanout_max_ms"] = round(m.fanout_max_s * 1e3, 3)
@@ -862,8 +885,10 @@ class Caster:
 
         path = Path(self.status_path)
         doc = {"generated": time.time(), "caster": {"host": self.info.host, "port": self.port,
-                                                    "clients": self.client_count()},
+                                                    "clients": self.client_count(), "node": self.node_id},
                "stations": self.status()}
+        if self.bus is not None:
+            self.bus.put_status(doc)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, path)

@@ -12,6 +12,7 @@ from pathlib import Path
 DEFAULTS: dict = {
     "HOME": None,                  # default: mapsvc.config.home() ($MAPSVC_HOME or ./var)
     "STORE_URL": None,             # default: HOME/store
+    "BUS": "",                     # redis://... (MAPSVC_BUS): /v1/stations shows every node's stations and clients
     "TOKENS_DB": None,             # default: HOME/tokens.sqlite (shared with `mapsvc tokens`)
     "RATE_LIMIT": "1200 per minute",  # per token (per client address when there is no valid token)
     "RATE_LIMIT_ENABLED": True,

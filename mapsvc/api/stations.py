@@ -22,11 +22,28 @@ STALE_AFTER_S = 10.0  # the caster writes every 2 s; older than this means it is
 _STATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def _bus_status(url: str) -> dict:
+    """Every node's status from the bus: the whole network, with each station's clients per node."""
+    from cors.bus import network_status, open_bus
+
+    ext = current_app.extensions["mapsvc"]
+    bus = ext.get("bus")
+    if bus is None:
+        bus = ext["bus"] = open_bus(url, "api")
+    try:
+        return network_status(bus.nodes())
+    except Exception as exc:  # redis down: say so rather than show a network with no stations
+        raise Problem(503, "Service Unavailable", f"station bus unreachable: {type(exc).__name__}") from None
+
+
 def _status() -> dict:
     from cors.caster import read_status
 
-    home = Path(current_app.extensions["mapsvc"]["config"]["HOME"])
-    doc = read_status(home / STATUS_FILE) or {"generated": None, "stations": []}
+    cfg = current_app.extensions["mapsvc"]["config"]
+    if cfg.get("BUS"):
+        doc = _bus_status(cfg["BUS"])
+    else:
+        doc = read_status(Path(cfg["HOME"]) / STATUS_FILE) or {"generated": None, "stations": []}
     stale = doc.get("generated") is None or time.time() - float(doc["generated"]) > STALE_AFTER_S
     if stale:
         for st in doc.get("stations", []):

@@ -49,9 +49,17 @@ def _raise_nofile() -> None:
               help="Seconds of silence before a station is marked down.")
 @click.option("--max-backlog", default=16384, show_default=True, type=int,
               help="Bytes queued for a client before it is dropped as too slow.")
+@click.option("--node-id", default="", help="This node's name in a cluster (MAPSVC_BUS): shown in /v1/stations "
+              "as the node holding each client.")
 @click.option("-v", "--verbose", is_flag=True, help="Log connections and station changes.")
-def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose):
-    """Run the NTRIP caster (and the HTTP API when available)."""
+def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, verbose):
+    """Run the NTRIP caster (and the HTTP API when available).
+
+    With MAPSVC_BUS=redis://... the node publishes every frame it takes from a station to the bus and fans
+    out what other nodes took; run several nodes (each with its own --node-id) behind HAProxy."""
+    import os
+
+    from cors.bus import open_bus
     from cors.caster import Caster, CasterInfo, new_event_loop_policy
     from cors.stations import StationRegistry
     from mapsvc.tokens import TokenStore
@@ -63,14 +71,17 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose):
     registry = StationRegistry(state / "stations.sqlite")
     tokens = TokenStore(state / "tokens.sqlite")
     run_http = None if no_http else _http_runner()
+    bus = open_bus(os.environ.get("MAPSVC_BUS"), node_id or "1")
+    status_file = f"cors_status.{node_id}.json" if node_id else "cors_status.json"
     asyncio.set_event_loop_policy(new_event_loop_policy())
 
     async def main():
         caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host),
                         down_after=down_after, max_backlog=max_backlog,
-                        status_path=state / "cors_status.json")
+                        status_path=state / status_file, bus=bus, node_id=node_id)
         await caster.start()
-        click.echo(f"NTRIP caster on {host}:{caster.port} ({len(caster.mounts)} mountpoints)", err=True)
+        click.echo(f"NTRIP caster on {host}:{caster.port} ({len(caster.mounts)} mountpoints)"
+                   + (f", node {node_id}" if node_id else "") + (", on the bus" if bus else ""), err=True)
         if run_http is not None:
             # the HTTP app (gunicorn/Flask) runs beside the event loop and reads the caster's status
             threading.Thread(target=run_http, args=(host, port, caster), daemon=True).start()
