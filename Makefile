@@ -11,7 +11,7 @@ export MAPSVC_HOME
 APT_PACKAGES := libgdal-dev gdal-bin rtklib python3-dev build-essential nginx wrk fonts-wqy-zenhei time postgresql-15-postgis-3 redis-server haproxy
 STAMP := $(VENV)/.installed
 
-.PHONY: setup apt venv demo test bench clean
+.PHONY: setup apt venv demo cluster-demo test bench clean
 
 setup: apt $(STAMP)
 
@@ -36,6 +36,10 @@ $(STAMP): setup.cfg pyproject.toml | $(VENV)/bin/python
 
 demo: setup
 	$(VENV)/bin/mapsvc demo
+
+# PostgreSQL, Redis, three nodes and HAProxy under var/cluster (see README, "Scaling out")
+cluster-demo: setup
+	$(PY) -m mapsvc.cluster_demo --dir $(CURDIR)/var/cluster
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
