@@ -20,6 +20,7 @@ PERMISSIONS = {
     "read_reports": ("surveyor", "admin"),
     "read_stations": ("vehicle", "producer", "surveyor", "admin"),
     "read_metrics": ("admin",),
+    "read_rinex": ("surveyor", "admin"),  # station observation archive for post-processing
 }
 _MAX_TOKEN = 512
 _CHALLENGE = 'Bearer realm="mapsvc"'

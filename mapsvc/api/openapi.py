@@ -12,6 +12,8 @@ _TILE_ID = {"name": "tile_id", "in": "path", "required": True,
             "schema": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647}}
 _LAYER = {"name": "layer", "in": "path", "required": True, "description": "raster layer name",
           "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+_STATION = {"name": "station_id", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}
 _SECURED = [{"bearer": []}]
 
 
@@ -57,6 +59,20 @@ def spec() -> dict:
                 "One reference station's status", _json_ok({"type": "object"}), *_AUTH,
                 params=[{"name": "station_id", "in": "path", "required": True,
                          "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}])},
+            "/v1/stations/{station_id}/rinex": {"get": _op(
+                "The station's hourly RINEX 3 files (surveyors)", _json_ok({"type": "object", "properties": {
+                    "station": {"type": "string"}, "files": {"type": "array", "items": {
+                        "type": "object", "properties": {"name": {"type": "string"},
+                                                         "bytes": {"type": "integer"}}}}}}), *_AUTH,
+                params=[_STATION])},
+            "/v1/stations/{station_id}/rinex/{name}": {"get": _op(
+                "One hourly RINEX 3 file: observations Hatanaka-compressed (.crx.gz) or navigation (.rnx.gz)",
+                {"200": {"description": "gzip file", "content": {"application/gzip": {
+                    "schema": {"type": "string", "contentMediaType": "application/gzip"}}}}}, *_AUTH,
+                params=[_STATION, {"name": "name", "in": "path", "required": True,
+                                   "description": "RINEX 3 long name, e.g. CREU00ESP_S_20100770000_01H_30S_MO.crx.gz",
+                                   "schema": {"type": "string",
+                                              "pattern": r"^[A-Z0-9]{9}_[RSU]_\d{11}_01H_(\d{2}[SMHD]_MO\.crx|MN\.rnx)\.gz$"}}])},
             "/v1/metrics": {"get": _op("Prometheus metrics of the stations (admin)", {"200": {
                 "description": "Prometheus text format",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}, *_AUTH)},

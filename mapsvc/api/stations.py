@@ -75,6 +75,36 @@ def station(station_id):
     raise Problem(404, "Not Found", f"unknown station {station_id!r}")
 
 
+def _archive():
+    from cors.archive import Archive
+
+    return Archive(Path(current_app.extensions["mapsvc"]["config"]["HOME"]) / "rinex")
+
+
+@bp.get("/stations/<station_id>/rinex")
+@requires("read_rinex")
+def rinex_list(station_id):
+    if not _STATION_ID.match(station_id):
+        raise Problem(400, "Bad Request", "station ids are 1-64 letters, digits, '.', '_' or '-'")
+    return _json({"station": station_id, "files": _archive().listing(station_id)})
+
+
+@bp.get("/stations/<station_id>/rinex/<name>")
+@requires("read_rinex")
+def rinex_file(station_id, name):
+    from flask import send_file
+
+    from cors.errors import CorsError
+
+    if not _STATION_ID.match(station_id):
+        raise Problem(400, "Bad Request", "station ids are 1-64 letters, digits, '.', '_' or '-'")
+    try:
+        path = _archive().path(station_id, name)
+    except CorsError as exc:
+        raise Problem(404, "Not Found", str(exc)) from None
+    return send_file(path, mimetype="application/gzip", as_attachment=True, download_name=name, max_age=3600)
+
+
 @bp.get("/metrics")
 @requires("read_metrics")
 def metrics():

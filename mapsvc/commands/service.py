@@ -106,4 +106,43 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, ver
         tokens.close()
 
 
-commands = [serve]
+@click.command("archive")
+@click.option("--name", default="1", show_default=True,
+              help="Consumer name within the archive's group (one per archiver process).")
+@click.option("--grace", default=120.0, show_default=True, type=float,
+              help="Seconds after an hour ends before it is converted (late frames still go in).")
+def archive_cmd(name, grace):
+    """Keep every station's data from the bus (MAPSVC_BUS) as hourly RINEX 3 under $MAPSVC_HOME/rinex.
+
+    Resumes from its last acknowledged entry after a restart; files are served to surveyors at
+    /v1/stations/{id}/rinex/..."""
+    import os
+
+    from cors.archive import Archiver
+    from cors.errors import CorsError
+    from cors.stations import StationRegistry
+
+    url = os.environ.get("MAPSVC_BUS")
+    if not url:
+        raise CorsError("mapsvc archive reads the station bus: set MAPSVC_BUS=redis://...")
+    state = home()
+    registry = StationRegistry(state / "stations.sqlite")
+
+    def stations():
+        listed = registry.list()
+        return {s.mountpoint: s.id for s in listed}, {s.id: s.country for s in listed}
+
+    mounts, countries = stations()
+    archiver = Archiver(url, state / "rinex", mounts, name=name, grace_s=grace, countries=countries)
+    click.echo(f"archiving {len(mounts)} stations from {url.split('@')[-1]} to {state / 'rinex'}", err=True)
+    try:
+        while True:
+            archiver.stations, archiver.countries = stations()
+            archiver.step(block_ms=1000)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        registry.close()
+
+
+commands = [serve, archive_cmd]

@@ -102,3 +102,35 @@ def test_archive_names_and_lookup(tmp_path):
     for bad in ("../x", "07.rtcm3", name.replace("30S", "3S")):
         with pytest.raises(CorsError):
             a.path("3034", bad)
+
+
+def test_rinex_served_to_surveyors_only(tmp_path, hour_of_rtcm):
+    """The archived hour over HTTP: listed and downloaded by a surveyor, refused to a vehicle, in OpenAPI."""
+    from mapsvc.api import create_app
+    from mapsvc.tokens import TokenStore
+
+    home = tmp_path / "home"
+    arch = Archive(home / "rinex")
+    for i, data in enumerate(hour_of_rtcm):
+        arch.append("CREU", HOUR, data, f"{i + 1}-0")
+    files = arch.finish("CREU", HOUR, "ESP")
+    assert [p.name for p in files] == ["CREU00ESP_S_20100770000_01H_30S_MO.crx.gz",
+                                       "CREU00ESP_S_20100770000_01H_MN.rnx.gz"]
+    tokens = TokenStore(home / "tokens.sqlite")
+    surveyor, vehicle = tokens.create("surveyor", "s1"), tokens.create("vehicle", "v1")
+    tokens.close()
+    client = create_app({"HOME": str(home), "ACCESS_LOG": False}).test_client()
+    auth = lambda t: {"Authorization": f"Bearer {t}"}
+    listing = client.get("/v1/stations/CREU/rinex", headers=auth(surveyor))
+    assert listing.status_code == 200
+    assert [f["name"] for f in listing.get_json()["files"]] == [p.name for p in files]
+    got = client.get(f"/v1/stations/CREU/rinex/{files[0].name}", headers=auth(surveyor))
+    assert got.status_code == 200 and got.data == files[0].read_bytes()
+    import hatanaka
+
+    assert "END OF HEADER" in hatanaka.decompress(got.data).decode()
+    assert client.get(f"/v1/stations/CREU/rinex/{files[0].name}", headers=auth(vehicle)).status_code == 403
+    assert client.get("/v1/stations/CREU/rinex/00.rtcm3", headers=auth(surveyor)).status_code == 404
+    assert client.get("/v1/stations/NOPE/rinex", headers=auth(surveyor)).get_json()["files"] == []
+    paths = client.get("/v1/openapi.json").get_json()["paths"]
+    assert "/v1/stations/{station_id}/rinex/{name}" in paths and "/v1/stations/{station_id}/rinex" in paths
