@@ -130,7 +130,9 @@ def _loadgen(port, n, creds, seconds, out):
     socks, ok, head, bursts = {}, {}, {}, {}
     t0 = time.monotonic()
     failed = 0
+    ports = [int(p) for p in str(port).split(",")]  # several balancers: clients spread round-robin
     for i in range(n):
+        port = ports[i % len(ports)]
         user, pw = creds[i % len(creds)]
         auth = base64.b64encode(f"{user}:{pw}".encode()).decode()
         s = socket.socket()
@@ -234,7 +236,7 @@ class _Closed:
 
 def loadgen_main(argv):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int)
+    ap.add_argument("--port", help="caster port, or several comma-separated")
     ap.add_argument("--n", type=int)
     ap.add_argument("--creds")
     ap.add_argument("--seconds", type=float)
@@ -247,7 +249,10 @@ def loadgen_main(argv):
 
 # --- one measured run -----------------------------------------------------------------------------------
 
-def _measure(server_pid: int, port: int, n: int, creds, feeder: Feeder, work: Path, label: str) -> dict:
+def _measure(server_pid, port, n: int, creds, feeder: Feeder, work: Path, label: str,
+             extra_pids: dict | None = None) -> dict:
+    """One row; ``server_pid`` is the caster, or a dict name -> pid of every process whose CPU counts
+    (``extra_pids``: processes reported beside it, e.g. the balancer and the bus)."""
     import psutil
 
     creds_file = work / "creds.json"
@@ -260,11 +265,14 @@ def _measure(server_pid: int, port: int, n: int, creds, feeder: Feeder, work: Pa
     if not line or line[0] != "CONNECTED":
         gen.kill()
         raise RuntimeError(f"load generator failed: {gen.stderr.read()[-2000:]}")
-    proc = psutil.Process(server_pid)
-    c0, w0 = proc.cpu_times(), time.monotonic()
+    servers = server_pid if isinstance(server_pid, dict) else {"caster": server_pid}
+    procs = {k: psutil.Process(p) for k, p in {**servers, **(extra_pids or {})}.items()}
+    cpu_of = lambda: {k: (lambda t: t.user + t.system)(p.cpu_times()) for k, p in procs.items()}  # noqa: E731
+    t0s, w0 = cpu_of(), time.monotonic()
     gen.wait(MEASURE_S + 120)
-    c1, w1 = proc.cpu_times(), time.monotonic()
-    rss = proc.memory_info().rss / 2**20
+    t1s, w1 = cpu_of(), time.monotonic()
+    rss = sum(procs[k].memory_info().rss for k in servers) / 2**20
+    per_cpu = {k: (t1s[k] - t0s[k]) / (w1 - w0) * 100 for k in procs}
     if gen.returncode:
         raise RuntimeError(f"load generator failed: {gen.stderr.read()[-2000:]}")
     meta = json.loads(Path(out + ".json").read_text())
@@ -281,8 +289,8 @@ def _measure(server_pid: int, port: int, n: int, creds, feeder: Feeder, work: Pa
         complete += int(nbytes == sizes[k])
     lat_ms, app_ms = np.array(lat) * 1e3, np.array(app_lat) * 1e3
     epochs_sent = sum(1 for t in emits if meta["t_from"] <= t < meta["t_to"] - 0.2)
-    cpu = (c1.user + c1.system - c0.user - c0.system) / (w1 - w0) * 100
-    return {
+    cpu = sum(per_cpu[k] for k in servers)
+    row = {
         "caster": label, "clients": n, "load avg": round(os.getloadavg()[0], 1), "served": meta["served"], "held": meta["still_connected"],
         "connect_s": round(meta["connect_s"], 2),
         "epochs/client": round(len(lat) / max(meta["served"], 1), 1), "epochs sent": epochs_sent,
@@ -293,6 +301,9 @@ def _measure(server_pid: int, port: int, n: int, creds, feeder: Feeder, work: Pa
         "app p99 ms": round(float(np.percentile(app_ms, 99)), 1) if len(app_ms) else None,
         "cpu %": round(cpu, 1), "rss MB": round(rss, 1),
     }
+    if len(procs) > 1:
+        row["cpu % by process"] = {k: round(v, 1) for k, v in per_cpu.items()}
+    return row
 
 
 def _ours(sizes, work: Path) -> list[dict]:
