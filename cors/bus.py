@@ -131,6 +131,46 @@ class RedisBus:
                         continue
                     handle(_entry(stream, eid, fields))
 
+    # -- one puller per upstream ------------------------------------------------------------------------
+    _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+              "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end")
+    _RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+                "return redis.call('del', KEYS[1]) else return 0 end")
+
+    async def while_leader(self, name: str, work, lease_s: float = 6.0) -> None:
+        """Run ``work()`` (a coroutine factory) only while this node holds lease ``name``, so of all nodes
+        exactly one pulls an upstream station (and publishes it to the others); when the holder dies its
+        lease runs out within ``lease_s`` and another node takes over. Until cancelled."""
+        key, ms = f"mapsvc:lease:{name}", int(lease_s * 1000)
+        while True:
+            try:
+                got = await self.aio.set(key, self.node_id, nx=True, px=ms)
+            except Exception as exc:
+                log.warning("bus: lease %s: %s", name, exc)
+                got = False
+            if not got:
+                await asyncio.sleep(lease_s / 3)
+                continue
+            log.info("node %s now pulls %s", self.node_id, name)
+            task = asyncio.ensure_future(work())
+            try:
+                while not task.done():
+                    await asyncio.wait({task}, timeout=lease_s / 3)
+                    try:
+                        held = await self.aio.eval(self._RENEW, 1, key, self.node_id, ms)
+                    except Exception:
+                        held = 0  # cannot prove we hold it: stop pulling rather than pull twice
+                    if not held:
+                        log.warning("node %s lost the lease on %s", self.node_id, name)
+                        break
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                try:
+                    await self.aio.eval(self._RELEASE, 1, key, self.node_id)
+                except Exception:
+                    pass
+
     # -- node status ------------------------------------------------------------------------------------
     def put_status(self, doc: dict) -> None:
         self.sync.hset(NODES_KEY, self.node_id, json.dumps(doc))

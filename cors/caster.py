@@ -499,7 +499,10 @@ class Caster:
             self.monitor.track(st.id, name)
             kind = st.source_spec.kind
             if kind in ("tcp", "ntrip", "rinex"):
-                m.task = asyncio.get_running_loop().create_task(self._pull(m))
+                # on the bus, one node pulls the upstream and the others get its frames from the bus
+                pull = (self._pull(m) if self.bus is None else
+                        self.bus.while_leader(f"pull:{name}", lambda m=m: self._pull(m)))
+                m.task = asyncio.get_running_loop().create_task(pull)
         self._nearest_index = None
 
     def _remove_mount(self, m: Mount) -> None:

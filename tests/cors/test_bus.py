@@ -7,6 +7,7 @@ from tests.cors.ntrip_helpers import GMSD7, frames_of, need
 
 from cors.bus import RedisBus, StreamConsumer, network_status, open_bus, stream_of
 from cors.monitor import RtcmFramer
+from cors.stations import Station
 
 
 def _real_frames(n):
@@ -89,3 +90,47 @@ def test_network_status_merges_nodes():
     assert list(doc["nodes"]) == ["1", "2"]  # node 3 is silent: gone
     (s,) = doc["stations"]
     assert s["clients"] == 8 and s["clients_by_node"] == {"1": 3, "2": 5} and s["source_node"] == "1" and s["up"]
+
+
+def test_one_node_pulls_an_upstream_and_another_takes_over(tmp_path, redis_server):
+    """Two casters on the bus with a TCP-pull station: only one connects upstream, clients on both receive
+    its frames; when that node stops, the other takes the lease and pulls."""
+    from tests.cors.ntrip_helpers import GMSD_ECEF, CasterThread, Feeder, epochs_of, get, read_head
+
+    feeder = Feeder(epochs_of(need(GMSD7)), period=0.1)
+    feeder.start()
+    nodes = [CasterThread(tmp_path, bus=open_bus(redis_server.url, f"n{i}"), node_id=f"n{i}").start()
+             for i in (1, 2)]
+    try:
+        token = nodes[0].tokens.create("vehicle", "car")
+        nodes[0].registry.add(Station(id="GMSD", mountpoint="GMSD7", ecef=GMSD_ECEF,
+                                      source=f"tcp://127.0.0.1:{feeder.port}"))
+        for n in nodes:
+            n.wait(lambda n=n: "GMSD7" in n.caster.mounts and n.caster.mounts["GMSD7"].up, 15, "station up")
+        time.sleep(1.0)
+        assert len(feeder.connections) == 1  # one puller for the whole cluster
+        for n in nodes:
+            s = get(n.port, "GMSD7", user="car", password=token)
+            head, body = read_head(s)
+            assert b"200 OK" in head
+            s.settimeout(3)
+            data = body + s.recv(65536)
+            assert RtcmFramer().feed(data), "no frames on a node"
+            s.close()
+        leader = next(n for n in nodes if any(
+            m.task is not None and bus_holds(redis_server.url, n.caster.node_id) for m in n.caster.mounts.values()))
+        other = nodes[1] if leader is nodes[0] else nodes[0]
+        leader.stop()
+        nodes.remove(leader)
+        other.wait(lambda: len(feeder.connections) == 2, 20, "the other node pulling")
+        other.wait(lambda: other.caster.mounts["GMSD7"].up, 15, "station still up")
+    finally:
+        for n in nodes:
+            n.stop()
+        feeder.stop()
+
+
+def bus_holds(url, node_id):
+    import redis
+
+    return redis.Redis.from_url(url).get("mapsvc:lease:pull:GMSD7") == node_id.encode()
