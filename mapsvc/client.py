@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from mapsvc import signing
+from tiles import signing
 from tiles.store import RELEASE_NAME
+from tiles.view import ReleaseView
 
 
 class FetchError(Exception):
@@ -184,7 +185,6 @@ class VehicleClient:
     def fetch(self, lat: float, lon: float, radius_m: float, release: str | None = None,
               layers=()) -> FetchResult:
         """Fetch the tiles around a position; ``layers``: also each tile's raster layers of those names."""
-        from mapsvc.api.catalogue import ReleaseView
         from tiles.raster import LAYER_NAME
 
         layers = list(dict.fromkeys(layers or ()))

@@ -15,7 +15,7 @@ def _collect() -> tuple[type[BaseException], ...]:
         ("cors.errors", ("CorsError",)),
         ("desensitize.errors", ("DesensitizeError",)),
         ("standards.errors", ("StandardsError",)),
-        ("mapsvc.signing", ("SignatureError",)),
+        ("tiles.signing", ("SignatureError",)),
         ("mapsvc.client", ("FetchError",)),
     ):
         try:

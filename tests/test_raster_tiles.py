@@ -170,7 +170,7 @@ def test_cut_raster_skips_tiles_without_data_and_snaps_unaligned_sources(tmp_pat
 def test_api_serves_tile_rasters_with_etag_and_the_client_verifies_them(published, tmp_path):
     from api.conftest import LiveServer, assert_problem
 
-    from mapsvc import signing
+    from tiles import signing
     from mapsvc.client import VehicleClient, VerificationError
     from mapsvc.tokens import TokenStore
 

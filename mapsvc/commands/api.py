@@ -24,7 +24,7 @@ def keys_cmd():
 @click.option("--no-activate", is_flag=True, help="Keep signing new releases with the current key.")
 def keys_create(no_activate):
     """Create a key pair; new releases are signed with it. Prints the key id and public key."""
-    from mapsvc.signing import create_key
+    from tiles.signing import create_key
 
     key = create_key(home(), activate=not no_activate)
     click.echo(f"key id:     {key.key_id}")
@@ -36,7 +36,7 @@ def keys_create(no_activate):
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(as_json):
     """List key ids and public keys (never private keys)."""
-    from mapsvc.signing import list_keys
+    from tiles.signing import list_keys
 
     keys = [k.as_dict() for k in list_keys(home())]
     if as_json:
@@ -50,7 +50,7 @@ def keys_list(as_json):
 @click.argument("key_id", required=False)
 def keys_export(key_id):
     """Print a public key (default: the active one) as PEM, to pin in vehicles (--pubkey FILE)."""
-    from mapsvc.signing import SignatureError, active_key_id, public_key
+    from tiles.signing import SignatureError, active_key_id, public_key
 
     try:
         kid = key_id or active_key_id(home())
@@ -78,7 +78,7 @@ def keys_export(key_id):
 def fetch_cmd(server, token, lat, lon, radius_m, cache, release, pubkey, key_id, match, layers):
     """Download and verify the tiles within RADIUS-M of LAT,LON into CACHE (only what changed on later calls)."""
     from mapsvc.client import FetchError, VehicleClient
-    from mapsvc.signing import SignatureError
+    from tiles.signing import SignatureError
 
     client = VehicleClient(server, token, cache, public_key=pubkey, key_id=key_id)
     try:

@@ -59,7 +59,7 @@ def test_latest_and_list(get, store):
 
 
 def test_manifest_is_the_signed_canonical_bytes(get, store, api_home):
-    from mapsvc import signing
+    from tiles import signing
 
     r = get("/v1/releases/r1")
     assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"

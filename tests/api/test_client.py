@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from mapsvc import signing
+from tiles import signing
 from mapsvc.client import FetchError, VehicleClient, VerificationError
 
 LAT, LON = 49.0055, 8.4175   # inside the Karlsruhe example map

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from mapsvc import signing
+from tiles import signing
 
 
 def test_keys_are_private_and_rotate(tmp_path):
