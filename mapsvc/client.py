@@ -364,9 +364,3 @@ class VehicleClient:
         for m in getDeterministicMatches(lmap, obj, max_dist):
             best[m.lanelet.id] = min(m.distance, best.get(m.lanelet.id, np.inf))  # a lanelet and its inverse
         return sorted(best.items(), key=lambda kv: (kv[1], kv[0]))
-
-
-def fetch(server: str, token: str, lat: float, lon: float, radius_m: float, cache_dir, *, release=None,
-          public_key=None, key_id=None, layers=()) -> tuple[FetchResult, VehicleClient]:
-    client = VehicleClient(server, token, cache_dir, public_key=public_key, key_id=key_id)
-    return client.fetch(lat, lon, radius_m, release, layers=layers), client

@@ -14,7 +14,7 @@ from tiles.errors import TileError
 from tiles.grid import DEFAULT_LEVEL, tile_size_deg
 from tiles.raster import check_layer_name, cut_raster
 from tiles.signing import release_signature
-from tiles.store import raster_attachment, raster_path
+from tiles.store import DESENSITISATION, raster_attachment, raster_path
 
 from mapsvc import __version__
 
@@ -107,7 +107,7 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         source={"file": path.name, "sha256": file_sha256(path), "summary": summary},
         origin=None,  # a local map's origin is a true position: it stays with the producer
-        release=release, desensitization=result.report)
+        release=release, **{DESENSITISATION: result.report})
     for entry in manifest["tiles"]:  # listed before signing: the signature covers every raster's sha256
         if entry["id"] in tile_rasters:
             entry["rasters"] = tile_rasters[entry["id"]]

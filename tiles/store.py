@@ -70,6 +70,15 @@ def make_manifest(tiles: list[Tile], level: int, **meta) -> dict:
     }
 
 
+DESENSITISATION = "desensitisation"   # the manifest key (British, as in the report and the docs)
+_OLD_DESENSITISATION = "desensitization"  # manifests published before the spelling was fixed (still signed)
+
+
+def desensitisation_of(manifest: dict) -> dict | None:
+    """A manifest's desensitisation record, under either spelling (old signed manifests are never rewritten)."""
+    return manifest.get(DESENSITISATION, manifest.get(_OLD_DESENSITISATION))
+
+
 def content_key(entry: dict) -> str:
     """What a tile of a manifest is, for diffs: its vector tile hash and the hashes of its raster layers."""
     rasters = entry.get("rasters") or {}

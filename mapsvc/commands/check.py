@@ -28,7 +28,7 @@ def check(map_path, release, report_dir, reference, checkpoints, metadata, lang,
     """Check MAP.osm or a release against the quality standard and the mapping rules.
 
     Writes REPORT/report.json, report.html and report.pdf; exits 1 when the result is a fail."""
-    from lanelets.osm import write_atomic
+    from lanelets.files import write_atomic
     from standards import StandardsError, check_map, check_release
     from standards.report import render
     from standards.runner import load_metadata

@@ -75,10 +75,11 @@ def tile_cmd(map_path, out, level, origin):
 def publish_cmd(map_path, release, level, origin, restricted_areas, profile, offset_provider, rules, rasters):
     """Desensitise MAP.osm, tile it and store it as an immutable release."""
     from mapsvc.pipeline import publish
+    from tiles.store import desensitisation_of
 
     manifest = publish(map_path, release, store_url(), level, origin, restricted_areas=restricted_areas,
                        profile=profile, offset_provider=offset_provider, rules=rules, rasters=rasters)
-    d = manifest["desensitization"]
+    d = desensitisation_of(manifest)
     click.echo(f"published {release}: {len(manifest['tiles'])} tiles at level {level}; "
                f"offset {d['offset']['name']} (certified: {'yes' if d['certified'] else 'no'}), profile {d['profile']}")
     if d.get("notice"):

@@ -44,7 +44,9 @@ def desensitisation_scan(ctx) -> Hits:
                    "class C under the pilot-test profile, class A otherwise.",
        needs=("release",))
 def offset_provider(ctx) -> Hits:
-    d = ctx.release["manifest"].get("desensitization")
+    from tiles.store import desensitisation_of
+
+    d = desensitisation_of(ctx.release["manifest"])
     items = []
     if not isinstance(d, dict):
         items.append(("A", "the manifest records no desensitisation"))
