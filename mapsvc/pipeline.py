@@ -14,7 +14,7 @@ from tiles.errors import TileError
 from tiles.grid import DEFAULT_LEVEL, tile_size_deg
 from tiles.raster import check_layer_name, cut_raster
 from tiles.signing import release_signature
-from tiles.store import DESENSITISATION, raster_attachment, raster_path
+from tiles.store import DESENSITISATION, check_release_name, raster_attachment, raster_path
 
 from mapsvc import __version__
 
@@ -65,6 +65,7 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
     from desensitize.scan import require_clean
     from mapsvc.config import home
 
+    check_release_name(release)  # before any work
     store = open_store(store_url)
     if any(r.name == release for r in store.releases()):
         from tiles import StoreError

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mapsvc.commands.maps import origin_option
+from standards.report import LANGS
 
 
 @click.command("check")
@@ -21,7 +22,7 @@ from mapsvc.commands.maps import origin_option
 @click.option("--metadata", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML: review_no, review_expiry, qualification_no, producer, offset_provider "
                    "(default: $MAPSVC_HOME/metadata.yaml if present).")
-@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(LANGS), default="en", show_default=True)
 @click.option("--public", is_flag=True, help="Generalise positions to 50 m (always on for --release).")
 @origin_option
 def check(map_path, release, report_dir, reference, checkpoints, metadata, lang, public, origin):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from desensitize.profile import PROFILES
 from mapsvc.config import home
 
 
@@ -64,7 +65,7 @@ def tile_cmd(map_path, out, level, origin):
 @origin_option
 @click.option("--restricted-areas", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Polygon layer GDAL reads (GeoPackage, GeoJSON): everything intersecting it is removed.")
-@click.option("--profile", type=click.Choice(["pilot-test", "production"]), default=None,
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
               help="Desensitisation profile (default from $MAPSVC_HOME/desensitize.yaml, else pilot-test).")
 @click.option("--offset-provider", default=None, metavar="NAME",
               help="Offset provider registered under mapsvc.offset_providers (gcj02, vendor, ...).")
