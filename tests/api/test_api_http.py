@@ -140,11 +140,13 @@ def test_every_tile_matches_its_manifest_hash(get, store):
         assert hashlib.sha256(r.content).hexdigest() == entry["sha256"]
 
 
-def test_bbox_query_matches_the_grid(get, store):
+def test_bbox_query_matches_the_grid(get, store, api_home):
     from tiles.grid import tiles_for_bbox
 
     ids = {t["id"]: t["sha256"] for t in store.manifest("r1")["tiles"]}
-    for bbox in ((8.40, 48.99, 8.43, 49.01), (8.41, 49.0, 8.411, 49.001), (0.0, 0.0, 1.0, 1.0)):
+    lat, lon = api_home["lat"], api_home["lon"]
+    for bbox in ((lon - 0.0175, lat - 0.0155, lon + 0.0125, lat + 0.0045), (lon - 0.0075, lat - 0.0055, lon - 0.0065,
+                 lat - 0.0045), (0.0, 0.0, 1.0, 1.0)):
         r = get("/v1/releases/r1/tiles", params={"bbox": ",".join(map(str, bbox))})
         assert r.status_code == 200
         got = {t["id"]: t["sha256"] for t in r.json()["tiles"]}
@@ -153,13 +155,13 @@ def test_bbox_query_matches_the_grid(get, store):
         assert all(ids[i] == s for i, s in got.items())
 
 
-def test_radius_query(get, store):
+def test_radius_query(get, store, api_home):
     from pyproj import Geod
 
     from tiles.grid import point_to_tile, tile_bbox
 
     ids = {t["id"] for t in store.manifest("r1")["tiles"]}
-    lat, lon = 49.0055, 8.4175
+    lat, lon = api_home["lat"], api_home["lon"]
     small = {t["id"] for t in get("/v1/releases/r1/tiles", params={"lat": lat, "lon": lon, "radius_m": 1}).json()["tiles"]}
     assert small == {point_to_tile(lon, lat, 15)} & ids
     big = get("/v1/releases/r1/tiles", params={"lat": lat, "lon": lon, "radius_m": 1500}).json()["tiles"]
