@@ -216,3 +216,22 @@ def test_open_store_by_url(tmp_path):
     with pytest.raises(StoreError, match="no release store"):
         open_store("nosuch://x")
     assert open_store(tmp_path / "plain").releases() == []
+
+
+# -- manifests signed before the spelling was fixed --------------------------------------------------------
+def test_an_old_manifest_still_verifies_and_is_read(store, pilot_tiles, tmp_path):
+    """A release published with the key ``desensitization`` keeps its bytes and its signature; readers find
+    its record under the same accessor as a new one's ``desensitisation``."""
+    from tiles import signing
+    from tiles.store import DESENSITISATION, desensitisation_of
+
+    record = {"profile": "pilot-test", "offset": {"name": "gcj02"}}
+    old = make_manifest(pilot_tiles, 15, release="old", desensitization=record)
+    new = make_manifest(pilot_tiles, 15, release="new", **{DESENSITISATION: record})
+    for name, m in (("old", old), ("new", new)):
+        store.publish(name, pilot_tiles, m, attachments=signing.release_signature(m, tmp_path))
+        sig = store.attachment(name, signing.SIG_ATTACHMENT)
+        key = signing.public_key(tmp_path, signing.parse_signature(sig)["key_id"]).public_key
+        assert signing.verify_bytes(store.manifest_raw(name), sig, key)
+        assert desensitisation_of(store.manifest(name)) == record
+    assert b'"desensitization"' in store.manifest_raw("old") and b'"desensitisation"' in store.manifest_raw("new")
