@@ -348,3 +348,13 @@ def test_openapi_is_valid_and_covers_every_route(get, server):
             path = path.replace(f"<{arg}>", "{%s}" % arg)
         routes.add(path)
     assert routes == set(spec["paths"]), routes ^ set(spec["paths"])
+
+
+def test_names_with_a_trailing_newline_are_not_names(get, store):
+    """Release names and station ids are fullmatched: r1 plus a newline is no release (issue 14 item 6)."""
+    tid = store.manifest("r1")["tiles"][0]["id"]
+    assert get("/v1/releases/r1").status_code == 200
+    for path in ("/v1/releases/r1%0A", "/v1/releases/r1%0D%0A", f"/v1/releases/r1%0A/tiles/{tid}",
+                 "/v1/releases/r1%0A/delta?from=r1", "/v1/releases/r2/delta?from=r1%0A"):
+        assert_problem(get(path), 404)
+    assert_problem(get("/v1/stations/S1%0A", role="admin"), 400)
