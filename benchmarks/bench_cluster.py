@@ -90,7 +90,7 @@ def _store_rows(work: Path) -> list[dict]:
     """Tile queries on the same release in both stores."""
     from benchmarks.mapgen import replicate
     from lanelets import build
-    from mapsvc.api.catalogue import ReleaseView
+    from tiles.view import ReleaseView
     from mapsvc.demo import roadspec_path
     from mapsvc.engines import Postgres
     from mapsvc.pipeline import tile_map

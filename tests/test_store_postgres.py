@@ -60,7 +60,7 @@ def test_postgres_store_serves_what_sqlite_serves(both, tmp_path):
 def test_tile_queries_run_in_postgis_and_match(both):
     """Box and radius queries are ST_Intersects / ST_DWithin in the database and select the tiles the API's
     in-memory view selects (grid floor rule for boxes; geodesic radius)."""
-    from mapsvc.api.catalogue import ReleaseView
+    from tiles.view import ReleaseView
 
     pg, sq, _ = both
     view = ReleaseView.of("r1", sq.manifest_raw("r1"))

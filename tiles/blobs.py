@@ -1,11 +1,10 @@
 """Content-addressed tile blobs in a directory (``sha256[:2]/sha256.osm.gz``), shared by every store back end."""
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
-from lanelets.osm import write_atomic
+from lanelets.files import write_atomic
 from tiles.errors import StoreError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -33,19 +32,6 @@ class BlobDir:
             return self.path(sha).read_bytes()
         except FileNotFoundError:
             raise StoreError(f"blob {sha} is missing from the store") from None
-
-    def check(self, entries) -> list[str]:
-        """Problems re-hashing the blobs of manifest tile entries (empty = intact)."""
-        problems = []
-        for t in entries:
-            try:
-                data = self.read(t["sha256"])
-            except StoreError as exc:
-                problems.append(str(exc))
-                continue
-            if hashlib.sha256(data).hexdigest() != t["sha256"]:
-                problems.append(f"tile {t['id']}: stored bytes do not match sha256 {t['sha256']}")
-        return problems
 
     def remove_unused(self, used: set[str]) -> int:
         removed = 0

@@ -14,7 +14,6 @@ database, on GiST indexes.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
@@ -23,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tiles.blobs import BlobDir
 from tiles.errors import StoreError
-from tiles.store import RELEASE_NAME, RESERVED_NAMES, ReleaseInfo, ReleaseStore, manifest_bytes
+from tiles.store import ReleaseInfo, ReleaseStore, check_release_name, manifest_bytes
 
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS postgis;
@@ -89,9 +88,7 @@ class PostgresReleaseStore(ReleaseStore):
     def publish(self, name, tiles, manifest, attachments=None, progress=None) -> dict:
         from tiles.grid import tile_bboxes
 
-        if not RELEASE_NAME.match(name or "") or name in RESERVED_NAMES:
-            raise StoreError(f"release name {name!r}: use letters, digits, '.', '_' or '-' (at most 128), "
-                             f"not {', '.join(sorted(RESERVED_NAMES))}")
+        check_release_name(name)
         if self._one("SELECT 1 FROM releases WHERE name=%s", (name,)):
             raise StoreError(f"release {name!r} already exists; releases are immutable")
         for t in tiles:
@@ -145,9 +142,6 @@ class PostgresReleaseStore(ReleaseStore):
             raise StoreError(f"unknown release {name!r}")
         return bytes(row[0])
 
-    def manifest(self, name: str) -> dict:
-        return json.loads(self.manifest_raw(name))
-
     def tile(self, name: str, tile_id: int) -> tuple[bytes, str]:
         row = self._one("SELECT sha256 FROM release_tiles WHERE release=%s AND tile_id=%s", (name, int(tile_id)))
         if row is None:
@@ -187,21 +181,6 @@ class PostgresReleaseStore(ReleaseStore):
             "AND ST_DWithin(footprint_geog, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography, %s) "
             "ORDER BY tile_id", (name, lon, lat, radius_m)).fetchall()
         return [r[0] for r in rows]
-
-    def verify(self, name: str) -> list[str]:
-        from tiles.store import _raster_files, raster_attachment
-
-        manifest = self.manifest(name)
-        problems = self.blobs.check(manifest["tiles"])
-        for layer, tid, r in _raster_files(manifest):
-            try:
-                data = self.attachment(name, raster_attachment(layer, tid))
-            except StoreError as exc:
-                problems.append(str(exc))
-                continue
-            if hashlib.sha256(data).hexdigest() != r["sha256"]:
-                problems.append(f"tile {tid}: raster {layer!r} does not match sha256 {r['sha256']}")
-        return problems
 
     def gc(self) -> int:
         used = {r[0] for r in self._db().execute("SELECT DISTINCT sha256 FROM release_tiles")}
