@@ -238,3 +238,23 @@ def test_an_old_manifest_still_verifies_and_is_read(store, pilot_tiles, tmp_path
         assert signing.verify_bytes(store.manifest_raw(name), sig, key)
         assert desensitisation_of(store.manifest(name)) == record
     assert b'"desensitization"' in store.manifest_raw("old") and b'"desensitisation"' in store.manifest_raw("new")
+
+
+# -- area queries --------------------------------------------------------------------------------------------
+def test_area_queries(store, pilot_tiles):
+    """Every store answers bbox and radius queries as the release view does (PostGIS in the database)."""
+    _publish(store, "r1", pilot_tiles)
+    view = ReleaseView.of("r1", store.manifest_raw("r1"))
+    b = view.bboxes
+    everything = sorted(int(t) for t in view.ids)
+    assert store.tiles_in_bbox("r1", b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()) == everything
+    corner = (float(b[0, 0]), float(b[0, 1]))
+    want = sorted(int(view.ids[i]) for i in view.in_bbox(*corner, *corner))
+    assert store.tiles_in_bbox("r1", *corner, *corner) == want and len(want) >= 1
+    lat, lon = float(b[:, [1, 3]].mean()), float(b[:, [0, 2]].mean())
+    near = store.tiles_in_radius("r1", lat, lon, 50.0)
+    assert near and set(near) <= set(everything)
+    assert set(sorted(int(view.ids[i]) for i in view.in_circle(lat, lon, 50.0))) <= set(near)
+    assert store.tiles_in_bbox("r1", 0.0, 0.0, 0.001, 0.001) == []
+    with pytest.raises(StoreError):
+        store.tiles_in_bbox("nope", 0, 0, 1, 1)

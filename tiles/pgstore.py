@@ -59,6 +59,7 @@ def split_url(url: str) -> tuple[str, Path]:
 
 
 class PostgresReleaseStore(ReleaseStore):
+    indexed_area_queries = True
     def __init__(self, url: str):
         import psycopg
 

@@ -256,6 +256,25 @@ class ReleaseStore(ABC):
                 problems.append(f"tile {tid}: raster {layer!r} does not match sha256 {r['sha256']}")
         return problems
 
+    #: True when the back end answers area queries from an index of its own (PostGIS); the API then asks it
+    #: instead of scanning the release view it keeps in memory
+    indexed_area_queries = False
+
+    def tiles_in_bbox(self, name: str, west: float, south: float, east: float, north: float) -> list[int]:
+        """Ids (ascending) of a release's tiles touching a lon/lat box, with the grid's floor rule (a tile is
+        [west, east) x [south, north))."""
+        from tiles.view import ReleaseView
+
+        view = ReleaseView.of(name, self.manifest_raw(name))
+        return sorted(int(view.ids[i]) for i in view.in_bbox(west, south, east, north))
+
+    def tiles_in_radius(self, name: str, lat: float, lon: float, radius_m: float) -> list[int]:
+        """Ids (ascending) of a release's tiles within ``radius_m`` metres (geodesic, WGS 84) of a point."""
+        from tiles.view import ReleaseView
+
+        view = ReleaseView.of(name, self.manifest_raw(name))
+        return sorted(int(view.ids[i]) for i in view.in_circle(lat, lon, radius_m))
+
     def export(self, name: str, out: str | os.PathLike) -> dict:
         """Write a release to ``out`` in the layout of ``mapsvc tile`` (:func:`write_tile_dir`)."""
         manifest = self.manifest(name)

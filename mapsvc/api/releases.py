@@ -95,17 +95,17 @@ def _area_rows(view) -> tuple[list[int], dict]:
             raise Problem(400, "Bad Request", "bbox must be west<=east in -180..180 and south<=north in -90..90")
         if e - w > cfg["MAX_BBOX_DEG"] or n - s > cfg["MAX_BBOX_DEG"]:
             raise Problem(400, "Bad Request", f"bbox larger than {cfg['MAX_BBOX_DEG']} degrees")
-        spatial = getattr(_ext()["catalogue"].store, "tiles_in_bbox", None)  # in the database (PostGIS)
-        if spatial is not None:
-            return sorted(view.index[t] for t in spatial(view.name, w, s, e, n)), {"bbox": [w, s, e, n]}
+        store = _ext()["catalogue"].store
+        if store.indexed_area_queries:  # in the database (PostGIS)
+            return sorted(view.index[t] for t in store.tiles_in_bbox(view.name, w, s, e, n)), {"bbox": [w, s, e, n]}
         return view.in_bbox(w, s, e, n), {"bbox": [w, s, e, n]}
     if {"lat", "lon", "radius_m"} <= set(args):
         lat = _float_arg("lat", -90.0, 90.0)
         lon = _float_arg("lon", -180.0, 180.0)
         radius = _float_arg("radius_m", 0.0, float(cfg["MAX_RADIUS_M"]))
-        spatial = getattr(_ext()["catalogue"].store, "tiles_in_radius", None)
-        rows = (sorted(view.index[t] for t in spatial(view.name, lat, lon, radius)) if spatial is not None
-                else view.in_circle(lat, lon, radius))
+        store = _ext()["catalogue"].store
+        rows = (sorted(view.index[t] for t in store.tiles_in_radius(view.name, lat, lon, radius))
+                if store.indexed_area_queries else view.in_circle(lat, lon, radius))
         return rows, {"lat": lat, "lon": lon, "radius_m": radius}
     raise Problem(400, "Bad Request", "give bbox=W,S,E,N or lat, lon and radius_m")
 
