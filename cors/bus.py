@@ -166,9 +166,9 @@ class RedisBus:
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                try:
-                    await self.aio.eval(self._RELEASE, 1, key, self.node_id)
-                except Exception:
+                try:  # a stopping node hands over at once; a dead one by the lease running out
+                    await asyncio.wait_for(self.aio.eval(self._RELEASE, 1, key, self.node_id), 2.0)
+                except (Exception, asyncio.TimeoutError):
                     pass
 
     # -- node status ------------------------------------------------------------------------------------
@@ -270,7 +270,7 @@ def network_status(nodes: dict[str, dict], now: float | None = None) -> dict:
             cur["clients"] += int(st.get("clients") or 0)
             cur["clients_by_node"][node] = int(st.get("clients") or 0)
             cur["up"] = bool(cur.get("up")) or bool(st.get("up"))
-            if st.get("source_connected") and st.get("source_local", True):
+            if st.get("source_connected"):
                 cur["source_node"] = node
     return {"generated": max((float(d["generated"]) for d in live.values()), default=None),
             "nodes": {n: {"clients": d.get("caster", {}).get("clients", 0), "generated": d.get("generated")}

@@ -78,6 +78,7 @@ class Mount:
         self.fanout_max_s = 0.0
         self.ecef = np.array(station.ecef, dtype=float)
         self.bus_framer = RtcmFramer()  # frames from the bus arrive whole; it only splits them
+        self.pulling = False           # this node runs the station's pull source (on the bus: holds its lease)
 
     @property
     def sid(self) -> str:
@@ -724,6 +725,13 @@ class Caster:
 
     # -- pull sources ------------------------------------------------------------------------------
     async def _pull(self, mount: Mount) -> None:
+        mount.pulling = True
+        try:
+            await self._pull_loop(mount)
+        finally:
+            mount.pulling = False
+
+    async def _pull_loop(self, mount: Mount) -> None:
         src = mount.station.source_spec
         backoff = self.reconnect_min_s
         while True:
@@ -870,8 +878,8 @@ class Caster:
         d = m.station.public()
         d.update(self.monitor.station_status(m.sid))
         d["clients"] = len(m.clients)
-        d["source_connected"] = m.source is not None or (m.task is not None and not m.task.done())
-        d["source_local"] = d["source_connected"]  # on this node (with a bus, data may come from another)
+        # on this node (with a bus, the other nodes get the data without a source of their own)
+        d["source_connected"] = m.source is not None or m.pulling
         d["sent_bytes"] = m.sent_bytes
         d["fanout_last_ms"] = round(m.fanout_last_s * 1e3, 3)
         d["fanout_max_ms"] = round(m.fanout_max_s * 1e3, 3)

@@ -117,13 +117,16 @@ def test_one_node_pulls_an_upstream_and_another_takes_over(tmp_path, redis_serve
             data = body + s.recv(65536)
             assert RtcmFramer().feed(data), "no frames on a node"
             s.close()
-        leader = next(n for n in nodes if any(
-            m.task is not None and bus_holds(redis_server.url, n.caster.node_id) for m in n.caster.mounts.values()))
+        leader = next(n for n in nodes if bus_holds(redis_server.url, n.caster.node_id))
         other = nodes[1] if leader is nodes[0] else nodes[0]
+        # the status says which node holds the upstream
+        assert leader.call(lambda: leader.caster.station_status("GMSD")["source_connected"])
+        assert not other.call(lambda: other.caster.station_status("GMSD")["source_connected"])
         leader.stop()
         nodes.remove(leader)
         other.wait(lambda: len(feeder.connections) == 2, 20, "the other node pulling")
         other.wait(lambda: other.caster.mounts["GMSD7"].up, 15, "station still up")
+        other.wait(lambda: other.caster.station_status("GMSD")["source_connected"], 10, "the new puller in status")
     finally:
         for n in nodes:
             n.stop()
