@@ -7,25 +7,24 @@ from the source, i.e. from the unshifted geometry (regulations.md §4.3: the off
 Metric copies of positions (``local_x``/``local_y``/``mgrs_code``...) are dropped.
 
 Rule checks run on one flat table of every tag of every element (numpy object arrays), so each rule is a
-handful of vectorised comparisons whatever the map size; the XML of changed elements is rewritten with lxml.
+handful of vectorised comparisons whatever the map size; the XML of changed elements is rewritten by
+:func:`lanelets.elements.edit_element` (XML is parsed only in ``lanelets/``).
 """
 from __future__ import annotations
 
 import re
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import shapely
-from lxml import etree
 
 from desensitize.audit import Audit
 from desensitize.errors import DesensitizeError
 from desensitize.provider import OffsetProvider
 from desensitize.rules import CLASSES, RuleSet
-from lanelets.osm import OsmMap, read_osm
+from lanelets.elements import edit_element
+from lanelets.osm import OsmMap, osm_document, read_osm
 
 NODE, LINE, LANELET, AREA, REGELEM, RELATION = range(6)
 _KIND_NAME = ("node", "way", "relation")
@@ -72,15 +71,8 @@ class _Table:
         rc[types == "regulatory_element"] = REGELEM
         cls[self.nn + self.nw:] = rc
         self.cls = cls
-        # Node tags live only in the XML: parse each node once and keep the element for the rewrite.
-        self.node_elems = [etree.fromstring(x) for x in m.node_xml]
         tg, tk, tv = [], [], []
-        for i, el in enumerate(self.node_elems):
-            for t in el.iterfind("tag"):
-                tg.append(i)
-                tk.append(t.get("k"))
-                tv.append(t.get("v"))
-        for base, dicts in ((self.nn, m.way_tags), (self.nn + self.nw, m.rel_tags)):
+        for base, dicts in ((0, m.node_tags), (self.nn, m.way_tags), (self.nn + self.nw, m.rel_tags)):
             for i, tags in enumerate(dicts):
                 for k, v in tags.items():
                     tg.append(base + i)
@@ -401,18 +393,9 @@ def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, rest
     # -- rewrite XML ------------------------------------------------------------------------------------------
     lat_s, lon_s = _fmt(new_lat), _fmt(new_lon)
     node_xml = np.empty(len(kept_rows), dtype=object)
-    tostring = etree.tostring
     for j, r in enumerate(kept_rows.tolist()):
-        el = t.node_elems[r]
-        el.set("lat", lat_s[j])
-        el.set("lon", lon_s[j])
-        drop = copies | del_tags.get(r, set())
-        for tag in el.findall("tag"):
-            if tag.get("k") in drop:
-                el.remove(tag)
-        for k, v in add_tags.get(r, {}).items():
-            etree.SubElement(el, "tag", k=k, v=v)
-        node_xml[j] = tostring(el, with_tail=False)
+        node_xml[j] = edit_element(m.node_xml[r], attrs={"lat": lat_s[j], "lon": lon_s[j]},
+                                   drop_tags=copies | del_tags.get(r, set()), add_tags=add_tags.get(r))
 
     pos_way = m.way_of_position()
     way_changed = np.zeros(nw, bool)
@@ -428,12 +411,8 @@ def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, rest
         g = nn + w
         if not way_changed[w] and g not in del_tags and g not in add_tags:
             continue
-        el = etree.fromstring(way_xml[w])
-        for nd in el.findall("nd"):
-            if nd.get("ref") in dead_node_ids:
-                el.remove(nd)
-        _edit_tags(el, del_tags.get(g, ()), add_tags.get(g, {}))
-        way_xml[w] = tostring(el, with_tail=False)
+        way_xml[w] = edit_element(way_xml[w], drop_refs=dead_ids, drop_tags=del_tags.get(g, ()),
+                                  add_tags=add_tags.get(g))
     owner = m.relation_of_member()
     rel_changed = np.zeros(m.n_relations, bool)
     rel_changed[owner[member_dead]] = True
@@ -442,12 +421,8 @@ def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, rest
         g = nn + nw + r
         if not rel_changed[r] and g not in del_tags and g not in add_tags:
             continue
-        el = etree.fromstring(rel_xml[r])
-        for mem in el.findall("member"):
-            if mem.get("ref") in dead_ids.get(mem.get("type"), ()):
-                el.remove(mem)
-        _edit_tags(el, del_tags.get(g, ()), add_tags.get(g, {}))
-        rel_xml[r] = tostring(el, with_tail=False)
+        rel_xml[r] = edit_element(rel_xml[r], drop_refs=dead_ids, drop_tags=del_tags.get(g, ()),
+                                  add_tags=add_tags.get(g))
 
     extras = []
     for x in m.extras:
@@ -458,23 +433,13 @@ def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, rest
         else:
             extras.append(x)
 
-    buf = [b'<?xml version="1.0" encoding="UTF-8"?>\n', m.root_open, b"\n"]
-    buf += [b"  " + x + b"\n" for x in extras]
-    for arr in (node_xml, way_xml[~dead[nn:nn + nw]], rel_xml[~dead[nn + nw:]]):
-        if len(arr):
-            buf.append(b"  " + b"\n  ".join(arr.tolist()) + b"\n")
-    buf.append(b"</osm>\n")
-    xml = b"".join(buf)
+    xml = osm_document(m.root_open, extras, node_xml, way_xml[~dead[nn:nn + nw]], rel_xml[~dead[nn + nw:]])
 
     # Re-read what was written: the lossless model of the output, and a validity check (dangling refs).
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "desensitised.osm"
-        p.write_bytes(xml)
-        try:
-            out = read_osm(p)
-        except Exception as exc:  # a bug here must never publish
-            raise DesensitizeError(f"{m.source}: desensitised map is invalid: {exc}") from None
-    out.source = m.source
+    try:
+        out = read_osm(xml, name=m.source)
+    except Exception as exc:  # a bug here must never publish
+        raise DesensitizeError(f"{m.source}: desensitised map is invalid: {exc}") from None
 
     removed = {name: int(dead[sl].sum()) for name, sl in
                (("points", slice(0, nn)), ("line_strings", slice(nn, nn + nw)), ("relations", slice(nn + nw, t.n)))}
@@ -491,14 +456,6 @@ def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, rest
         "metric_attributes": "kept from the source (unshifted) geometry; never recomputed after offset",
     }
     return Result(out, xml, report, audit, m.node_id[kept_rows], moved, flag_out)
-
-
-def _edit_tags(el, drop, add: dict):
-    for tag in el.findall("tag"):
-        if tag.get("k") in drop:
-            el.remove(tag)
-    for k, v in add.items():
-        etree.SubElement(el, "tag", k=k, v=v)
 
 
 def _describe_check(rule) -> str:

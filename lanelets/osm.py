@@ -12,11 +12,15 @@ not to an XML tree. Documents with a DTD are refused: entity expansion ("billion
 """
 from __future__ import annotations
 
+import gzip
 import io
 import os
+import re
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from lxml import etree
@@ -48,6 +52,7 @@ class OsmMap:
     node_lon: np.ndarray
     node_local_x: np.ndarray  # NaN where absent
     node_local_y: np.ndarray
+    node_tags: list[dict[str, str]]
     node_xml: np.ndarray  # object array of bytes
     way_id: np.ndarray
     way_ptr: np.ndarray
@@ -125,20 +130,9 @@ class OsmMap:
     # -- lossless output ------------------------------------------------------------------------
     def xml_bytes(self, nodes=None, ways=None, relations=None) -> bytes:
         """The OSM document holding the given rows (boolean masks or index arrays; ``None`` = all)."""
-        buf = io.BytesIO()
-        buf.write(b'<?xml version="1.0" encoding="UTF-8"?>\n')
-        buf.write(self.root_open)
-        buf.write(b"\n")
-        for extra in self.extras:
-            buf.write(b"  " + extra + b"\n")
-        for xml, sel in ((self.node_xml, nodes), (self.way_xml, ways), (self.rel_xml, relations)):
-            chosen = xml if sel is None else xml[sel]
-            if len(chosen):
-                buf.write(b"  ")
-                buf.write(b"\n  ".join(chosen.tolist()))
-                buf.write(b"\n")
-        buf.write(b"</osm>\n")
-        return buf.getvalue()
+        return osm_document(self.root_open, self.extras,
+                            *(xml if sel is None else xml[sel] for xml, sel in
+                              ((self.node_xml, nodes), (self.way_xml, ways), (self.rel_xml, relations))))
 
     def write(self, path: str | os.PathLike, **selection) -> None:
         write_atomic(path, self.xml_bytes(**selection))
@@ -192,6 +186,35 @@ class OsmMap:
         return np.repeat(np.arange(self.n_relations), np.diff(self.rel_ptr))
 
 
+def osm_document(root_open: bytes, extras, *elements) -> bytes:
+    """The one OSM writer: declaration, ``<osm ...>``, top-level extras, then each sequence of verbatim
+    elements (nodes, ways, relations), one per line."""
+    buf = [b'<?xml version="1.0" encoding="UTF-8"?>\n', root_open, b"\n"]
+    buf += [b"  " + x + b"\n" for x in extras]
+    for chosen in elements:
+        chosen = chosen.tolist() if isinstance(chosen, np.ndarray) else list(chosen)
+        if chosen:
+            buf.append(b"  " + b"\n  ".join(chosen) + b"\n")
+    buf.append(b"</osm>\n")
+    return b"".join(buf)
+
+
+def merge(maps, *, name: str = "merged tiles", validate: bool = True) -> OsmMap:
+    """One map from maps that overlap (a release's self-contained tiles copy shared elements verbatim): each
+    element once, by kind and id, first copy first, in order of first appearance. Root attributes and
+    top-level extras come from the first map."""
+    maps = list(maps)
+    if not maps:
+        raise MapError(f"{name}: nothing to merge")
+    parts = []
+    for kind in ("node", "way", "rel"):
+        ids = np.concatenate([getattr(m, f"{kind}_id") for m in maps])
+        xml = np.concatenate([getattr(m, f"{kind}_xml") for m in maps])
+        _, first_row = np.unique(ids, return_index=True)
+        parts.append(xml[np.sort(first_row)])
+    return read_osm(osm_document(maps[0].root_open, maps[0].extras, *parts), name=name, validate=validate)
+
+
 def _tag_of(xml: bytes) -> str:
     return xml[1 : xml.find(b" ") if b" " in xml[:64] else xml.find(b">")].decode().rstrip("/")
 
@@ -231,24 +254,122 @@ def _floats(values: list, source: str, what: str, ids: list) -> np.ndarray:
         raise
 
 
-def read_osm(path: str | os.PathLike, *, validate: bool = True) -> OsmMap:
-    """Read a Lanelet2 ``.osm`` file. Raises :class:`MapError` (one line, naming the file) on bad input:
-    malformed XML, a DTD/entities, no ``<osm>`` root, duplicate IDs, dangling references, coordinates outside
-    WGS-84 ranges, an empty file."""
-    path = Path(path)
-    source = str(path)
-    with open(path, "rb") as f:
-        head = f.read(4096)
-        if not head.strip():
-            raise MapError(f"{source}: empty file")
-        first = head.find(b"<osm")
-        if b"<!DOCTYPE" in (head if first < 0 else head[:first]) or b"<!ENTITY" in head:
-            raise MapError(f"{source}: XML with a DTD or entity declarations is refused (entity expansion)")
-        f.seek(0)
+_PROLOGUE_MAX = 1 << 20  # bytes of comments/PIs allowed before the root element
+_WS = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
+_DECL = re.compile(rb"<\?xml\s[^>]*\?>")
+
+
+def read_osm(source, *, validate: bool = True, name: str | None = None) -> OsmMap:
+    """Read a Lanelet2 ``.osm`` document from a path, bytes or a binary file object (gzip'd or not), the way
+    ``rasterio.open`` takes either. The one XML reader of the project: every map and tile goes through it, so
+    its hardening holds everywhere. ``name`` is what errors call the input (default: the path, the file
+    object's name, or ``<bytes>``).
+
+    Raises :class:`MapError` (one line, naming the input) on bad input: malformed XML, a DTD/entities, no
+    ``<osm>`` root, duplicate IDs, dangling references, coordinates outside WGS-84 ranges, an empty file.
+    Accepts what Lanelet2's own loader (pugixml) accepts from real exporters: a UTF-8 byte-order mark or
+    whitespace before the XML declaration, a declaration after a leading comment, no declaration, CRLF,
+    single-quoted attributes, JOSM's ``action``/``visible``/``upload`` attributes, negative ids, UTF-16."""
+    stream, source_name, close = _open(source)
+    source_name = name or source_name
+    try:
+        stream = _prepared(stream, source_name)
         try:
-            return _parse(f, source, validate)
-        except etree.XMLSyntaxError as exc:
-            raise MapError(f"{source}: malformed XML: {exc.msg}") from None
+            return _parse(stream, source_name, validate)
+        except (etree.LxmlError, EOFError, OSError, zlib.error) as exc:  # OSError: a damaged gzip stream
+            raise MapError(f"{source_name}: malformed XML: {getattr(exc, 'msg', None) or exc}") from None
+    finally:
+        if close:
+            stream.close()
+
+
+def _open(source) -> tuple[BinaryIO, str, bool]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(source)), "<bytes>", True
+    if hasattr(source, "read"):
+        return source, str(getattr(source, "name", "<stream>")), False
+    path = Path(source)
+    try:
+        return open(path, "rb"), str(path), True
+    except OSError as exc:
+        raise MapError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were read (and possibly rewritten) ahead: ``head`` then the rest."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._rest.close()
+        super().close()
+
+
+def _read_head(stream: BinaryIO) -> bytes:
+    """Bytes up to past the root element's start (capped), so the whole prologue can be looked at."""
+    head = b""
+    while len(head) < _PROLOGUE_MAX:
+        chunk = stream.read(65536)
+        if not chunk:
+            break
+        head += chunk
+        if _root_start(head) >= 0:
+            break
+    return head
+
+
+def _prepared(stream: BinaryIO, source: str):
+    """The stream as libxml2 wants it: gzip undone, and the prologue normalised the way pugixml reads it
+    (libxml2 refuses whitespace or a second BOM before ``<?xml``, and a declaration after a comment). A
+    DTD or entity declaration before the root is refused: entity expansion is never attempted."""
+    head = stream.read(2)
+    if head == b"\x1f\x8b":
+        stream = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")
+        head = b""
+    head += _read_head(stream)
+    if not head.strip(_WS + _BOM):
+        raise MapError(f"{source}: empty file")
+    wide = "utf-32" if head[:4] in (b"\0\0\xfe\xff", b"\xff\xfe\0\0") else (
+        "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else None)
+    if wide:  # UTF-16/32 with a BOM: libxml2 decodes it; look for a DTD in the decoded text
+        text = head[: len(head) // 4 * 4].decode(wide, errors="replace")
+        if "<!DOCTYPE" in text or "<!ENTITY" in text:
+            raise MapError(f"{source}: XML with a DTD or entity declarations is refused (entity expansion)")
+        return _Prefixed(head, stream)
+    body = head.lstrip(_WS + _BOM)
+    while body[:3] == _BOM:  # several BOMs or BOM/whitespace mixtures (editors that add one per save)
+        body = body[3:].lstrip(_WS)
+    root_at = _root_start(body)
+    prologue = body if root_at < 0 else body[:root_at]
+    if b"<!DOCTYPE" in prologue or b"<!ENTITY" in body:
+        raise MapError(f"{source}: XML with a DTD or entity declarations is refused (entity expansion)")
+    decl = _DECL.search(prologue)
+    if decl is not None and decl.start() > 0:  # pugixml takes a declaration after a comment; move it first
+        body = decl.group(0) + b"\n" + body[: decl.start()] + body[decl.end():]
+    return _Prefixed(body, stream)
+
+
+def _root_start(data: bytes) -> int:
+    """Offset of the first element start tag (not a comment, PI or declaration); -1 if none yet."""
+    for m in re.finditer(rb"<", data):
+        nxt = data[m.start() + 1: m.start() + 2]
+        if nxt not in (b"?", b"!"):
+            return m.start()
+    return -1
 
 
 def _parse(f, source: str, validate: bool) -> OsmMap:
@@ -256,7 +377,7 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
     # keeps the per-element work in libxml2; other top-level elements are picked up as siblings.
     ctx = etree.iterparse(f, events=("end",), tag=KINDS, resolve_entities=False, no_network=True,
                           huge_tree=False, load_dtd=False)
-    n_id, n_lat, n_lon, n_lx, n_ly, n_xml = [], [], [], [], [], []
+    n_id, n_lat, n_lon, n_lx, n_ly, n_tags, n_xml = [], [], [], [], [], [], []
     w_id, w_refs, w_tags, w_xml = [], [], [], []
     r_id, r_members, r_tags, r_xml = [], [], [], []
     extras: list[bytes] = []
@@ -284,15 +405,10 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
             n_id.append(eid)
             n_lat.append(elem.get("lat"))
             n_lon.append(elem.get("lon"))
-            lx = ly = ""
-            for child in elem:
-                k = child.get("k")
-                if k == "local_x":
-                    lx = child.get("v")
-                elif k == "local_y":
-                    ly = child.get("v")
-            n_lx.append(lx)
-            n_ly.append(ly)
+            tags = {child.get("k"): child.get("v") for child in elem if child.tag == "tag"}
+            n_tags.append(tags)
+            n_lx.append(tags.get("local_x", ""))
+            n_ly.append(tags.get("local_y", ""))
             n_xml.append(tostring(elem, with_tail=False))
         elif tag == "way":
             w_id.append(elem.get("id"))
@@ -342,6 +458,7 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
         node_lon=_floats(n_lon, source, "lon", n_id),
         node_local_x=_floats(n_lx, source, "local_x", n_id),
         node_local_y=_floats(n_ly, source, "local_y", n_id),
+        node_tags=n_tags,
         node_xml=_objarray(n_xml),
         way_id=way_id,
         way_ptr=np.zeros(1, dtype=np.int64),
