@@ -275,10 +275,10 @@ def read_osm(source, *, validate: bool = True, name: str | None = None) -> OsmMa
     source_name = name or source_name
     try:
         stream = _prepared(stream, source_name)
-        try:
-            return _parse(stream, source_name, validate)
-        except (etree.LxmlError, EOFError, OSError, zlib.error) as exc:  # OSError: a damaged gzip stream
-            raise MapError(f"{source_name}: malformed XML: {getattr(exc, 'msg', None) or exc}") from None
+        return _parse(stream, source_name, validate)
+    except (etree.LxmlError, EOFError, OSError, zlib.error) as exc:  # EOF/OSError/zlib: a damaged gzip stream
+        msg = " ".join(str(getattr(exc, "msg", None) or exc).split())  # libxml2 messages can span lines
+        raise MapError(f"{source_name}: malformed XML: {msg}") from None
     finally:
         if close:
             stream.close()
@@ -447,8 +447,8 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
         node_id = np.array(n_id, dtype=np.int64)
         way_id = np.array(w_id, dtype=np.int64)
         rel_id = np.array(r_id, dtype=np.int64)
-    except (ValueError, TypeError):
-        raise MapError(f"{source}: an element has a missing or non-integer id") from None
+    except (ValueError, TypeError, OverflowError):
+        raise MapError(f"{source}: an element has a missing or non-integer (64-bit) id") from None
     m = OsmMap(
         source=source,
         root_open=root_open,
@@ -522,7 +522,10 @@ def _resolve_refs(m: OsmMap, w_refs: list[list[str]], r_members: list[list[tuple
     node_sorted = m.node_id[node_order]
     lengths = np.fromiter((len(r) for r in w_refs), dtype=np.int64, count=len(w_refs))
     m.way_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    flat = np.array([ref for refs in w_refs for ref in refs], dtype=np.int64)
+    try:
+        flat = np.array([ref for refs in w_refs for ref in refs], dtype=np.int64)
+    except (ValueError, TypeError, OverflowError):
+        raise MapError(f"{m.source}: a line string has a missing or non-integer (64-bit) node ref") from None
     rows = _lookup(node_sorted, node_order, flat)
     if validate and (rows < 0).any():
         i = int(np.flatnonzero(rows < 0)[0])
@@ -542,8 +545,8 @@ def _resolve_refs(m: OsmMap, w_refs: list[list[str]], r_members: list[list[tuple
             roles.append(role)
     try:
         ref_arr = np.array(refs, dtype=np.int64)
-    except ValueError:
-        raise MapError(f"{m.source}: a relation member has a non-integer ref") from None
+    except (ValueError, TypeError, OverflowError):
+        raise MapError(f"{m.source}: a relation member has a missing or non-integer (64-bit) ref") from None
     kind_arr = np.array(kinds, dtype=np.int8)
     member_rows = np.full(len(ref_arr), -1, dtype=np.int64)
     for code, ids in ((0, m.node_id), (1, m.way_id), (2, m.rel_id)):
