@@ -12,6 +12,7 @@ import shapely
 
 from desensitize.engine import AREA, LANELET, LINE, NODE, REGELEM, RELATION, Restricted, match_tags
 from desensitize.errors import DesensitizeError
+from desensitize.operations import CHECK_OPS
 from desensitize.rules import RuleSet
 from lanelets.errors import MapError
 from lanelets.osm import read_osm
@@ -84,7 +85,7 @@ def scan_tiles(tiles, rules: RuleSet, *, expected_nodes=None, provider=None,
             findings.append(f"tile {where[keys[g]]}: {kind} {eid}: {what}")
 
     for rule in rules.rules:
-        if not rule.removing or rule.check["op"] == "intersects":
+        if not rule.removing or CHECK_OPS[rule.check["op"]].geometry:
             continue
         sel = match_tags(rule, tg, tk, tv, cls)
         if sel.any():
