@@ -271,17 +271,16 @@ def read_osm(source, *, validate: bool = True, name: str | None = None) -> OsmMa
     Accepts what Lanelet2's own loader (pugixml) accepts from real exporters: a UTF-8 byte-order mark or
     whitespace before the XML declaration, a declaration after a leading comment, no declaration, CRLF,
     single-quoted attributes, JOSM's ``action``/``visible``/``upload`` attributes, negative ids, UTF-16."""
-    stream, source_name, close = _open(source)
+    raw, source_name, close = _open(source)
     source_name = name or source_name
     try:
-        stream = _prepared(stream, source_name)
-        return _parse(stream, source_name, validate)
+        return _parse(_prepared(raw, source_name), source_name, validate)
     except (etree.LxmlError, EOFError, OSError, zlib.error) as exc:  # EOF/OSError/zlib: a damaged gzip stream
         msg = " ".join(str(getattr(exc, "msg", None) or exc).split())  # libxml2 messages can span lines
         raise MapError(f"{source_name}: malformed XML: {msg}") from None
     finally:
-        if close:
-            stream.close()
+        if close:  # only what we opened; a caller's file object stays open
+            raw.close()
 
 
 def _open(source) -> tuple[BinaryIO, str, bool]:
@@ -313,10 +312,6 @@ class _Prefixed(io.RawIOBase):
         data = self._rest.read(len(b))
         b[: len(data)] = data
         return len(data)
-
-    def close(self) -> None:
-        self._rest.close()
-        super().close()
 
 
 def _read_head(stream: BinaryIO) -> bytes:
