@@ -121,3 +121,12 @@ def test_unreadable_path_is_a_map_error(tmp_path):
         read_osm(tmp_path / "missing.osm")
     with pytest.raises(MapError, match="malformed XML"):
         read_osm(b"\x1f\x8b\x08\x00garbage")
+
+
+def test_a_callers_file_object_stays_open_and_is_named(tmp_path):
+    path = tmp_path / "named.osm"
+    path.write_bytes(DECL + BODY)
+    with open(path, "rb") as f:
+        m = read_osm(f)
+        assert not f.closed
+    assert m.source == str(path) and m.n_nodes == 4
