@@ -28,6 +28,8 @@ from lxml import etree
 from lanelets.errors import MapError
 
 KINDS = ("node", "way", "relation")
+# Our own serialised elements (never a DTD): still parsed with entities and network off.
+_FRAGMENTS = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 # Regulatory-element subtypes that lanelet2 1.2.3 models; every other subtype is kept verbatim only.
 LANELET2_REGELEM_SUBTYPES = frozenset(
     {"traffic_light", "traffic_sign", "speed_limit", "right_of_way", "all_way_stop"}
@@ -52,7 +54,6 @@ class OsmMap:
     node_lon: np.ndarray
     node_local_x: np.ndarray  # NaN where absent
     node_local_y: np.ndarray
-    node_tags: list[dict[str, str]]
     node_xml: np.ndarray  # object array of bytes
     way_id: np.ndarray
     way_ptr: np.ndarray
@@ -67,6 +68,16 @@ class OsmMap:
     rel_tags: list[dict[str, str]]
     rel_xml: np.ndarray
     info: dict = field(default_factory=dict)
+    _node_tags: list | None = field(default=None, repr=False)
+
+    @property
+    def node_tags(self) -> list[dict[str, str]]:
+        """Tags of each point, parsed on first use in one pass over all points' XML (most jobs, tiling among
+        them, never need them: a dict per point would cost memory on every read)."""
+        if self._node_tags is None or len(self._node_tags) != self.n_nodes:
+            root = etree.fromstring(b"<osm>" + b"".join(self.node_xml.tolist()) + b"</osm>", _FRAGMENTS)
+            self._node_tags = [{t.get("k"): t.get("v") for t in el.iterfind("tag")} for el in root]
+        return self._node_tags
 
     # -- sizes and classification -------------------------------------------------------------
     @property
@@ -372,7 +383,7 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
     # keeps the per-element work in libxml2; other top-level elements are picked up as siblings.
     ctx = etree.iterparse(f, events=("end",), tag=KINDS, resolve_entities=False, no_network=True,
                           huge_tree=False, load_dtd=False)
-    n_id, n_lat, n_lon, n_lx, n_ly, n_tags, n_xml = [], [], [], [], [], [], []
+    n_id, n_lat, n_lon, n_lx, n_ly, n_xml = [], [], [], [], [], []
     w_id, w_refs, w_tags, w_xml = [], [], [], []
     r_id, r_members, r_tags, r_xml = [], [], [], []
     extras: list[bytes] = []
@@ -400,10 +411,15 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
             n_id.append(eid)
             n_lat.append(elem.get("lat"))
             n_lon.append(elem.get("lon"))
-            tags = {child.get("k"): child.get("v") for child in elem if child.tag == "tag"}
-            n_tags.append(tags)
-            n_lx.append(tags.get("local_x", ""))
-            n_ly.append(tags.get("local_y", ""))
+            lx = ly = ""
+            for child in elem:
+                k = child.get("k")
+                if k == "local_x":
+                    lx = child.get("v")
+                elif k == "local_y":
+                    ly = child.get("v")
+            n_lx.append(lx)
+            n_ly.append(ly)
             n_xml.append(tostring(elem, with_tail=False))
         elif tag == "way":
             w_id.append(elem.get("id"))
@@ -453,7 +469,6 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
         node_lon=_floats(n_lon, source, "lon", n_id),
         node_local_x=_floats(n_lx, source, "local_x", n_id),
         node_local_y=_floats(n_ly, source, "local_y", n_id),
-        node_tags=n_tags,
         node_xml=_objarray(n_xml),
         way_id=way_id,
         way_ptr=np.zeros(1, dtype=np.int64),
