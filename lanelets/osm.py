@@ -75,8 +75,11 @@ class OsmMap:
         """Tags of each point, parsed on first use in one pass over all points' XML (most jobs, tiling among
         them, never need them: a dict per point would cost memory on every read)."""
         if self._node_tags is None or len(self._node_tags) != self.n_nodes:
-            root = etree.fromstring(b"<osm>" + b"".join(self.node_xml.tolist()) + b"</osm>", _FRAGMENTS)
-            self._node_tags = [{t.get("k"): t.get("v") for t in el.iterfind("tag")} for el in root]
+            tags, xml = [], self.node_xml.tolist()
+            for i in range(0, len(xml), 20_000):  # chunks: a tree of every point at once would cost GBs
+                root = etree.fromstring(b"<osm>" + b"".join(xml[i:i + 20_000]) + b"</osm>", _FRAGMENTS)
+                tags += [{t.get("k"): t.get("v") for t in el.iterfind("tag")} for el in root]
+            self._node_tags = tags
         return self._node_tags
 
     # -- sizes and classification -------------------------------------------------------------
