@@ -185,7 +185,7 @@ def _replay_ecef(ecef_text, station, target):
         return parse_ecef(ecef_text)
     for ref in (station, target.user, target.mountpoint):
         if ref:
-            found = station_defaults(ref, home())
+            found = station_defaults(ref, home() / "stations.sqlite")
             if found:
                 return found["ecef"]
     return None
