@@ -1,6 +1,6 @@
 """mapsvc CLI: reference stations (``stations``), caster/API tokens (``tokens``), replay and rover.
 
-Wiring only: the registry lives in cors.stations, tokens in mapsvc.tokens; state under
+Wiring only: the registry lives in cors.stations, tokens in the top-level tokens package; state under
 ``mapsvc.config.home()`` (stations.sqlite, tokens.sqlite).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ def registry():
 
 
 def token_store():
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     return TokenStore(home() / "tokens.sqlite")
 
@@ -127,7 +127,7 @@ def tokens() -> None:
 @click.option("--mountpoints", default=None, help="Comma-separated mountpoints this token may use (default all).")
 def tokens_create(role, name, mountpoints):
     """Create a token and print it once (only its hash is kept)."""
-    from mapsvc.tokens import TokenError
+    from tokens import TokenError
 
     store = token_store()
     try:

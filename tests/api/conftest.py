@@ -54,7 +54,7 @@ class LiveServer:
 def api_home(tmp_path_factory):
     """$MAPSVC_HOME with releases r1, r2 (signed at publish) and one token per role."""
     from mapsvc.pipeline import publish
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     src = shared_map()
     home = tmp_path_factory.mktemp("api") / "home"
