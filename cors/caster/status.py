@@ -3,7 +3,6 @@ to a file other processes read) and Prometheus metrics."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -56,16 +55,15 @@ def status(caster) -> list[dict]:
 
 def write_status(caster, path) -> None:
     """Atomically write ``status()`` (JSON) and the Prometheus text beside it (``.prom``)."""
+    from lanelets.files import write_atomic
+
     path = Path(path)
     doc = {"generated": time.time(), "caster": {"host": caster.info.host, "port": caster.port,
                                                 "clients": caster.client_count()},
            "stations": status(caster)}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
-    prom = path.with_suffix(".prom")
-    tmp.write_bytes(caster.metrics_text())
-    os.replace(tmp, prom)
+    # rewritten every 2 s: atomic for readers, no fsync needed
+    write_atomic(path, json.dumps(doc), 0o644, fsync=False)
+    write_atomic(path.with_suffix(".prom"), caster.metrics_text(), 0o644, fsync=False)
 
 
 def read_status(path) -> dict:
