@@ -34,7 +34,7 @@ def _cluster_rows(sizes, work: Path) -> list[dict]:
     from cors.stations import Station, StationRegistry
     from mapsvc.cluster import Cluster
     from mapsvc.engines import HAProxy
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     cluster = Cluster(work / "cluster", nodes=3, http=False, postgres=False)
     cluster.start_engines()

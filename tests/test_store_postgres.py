@@ -152,7 +152,7 @@ def test_publish_is_atomic_under_kill(tmp_path, postgres_url):
 def test_api_area_queries_on_postgres_match_sqlite(both, tmp_path, mapsvc_home):
     """GET /v1/releases/r1/tiles?bbox= / ?lat=&lon=&radius_m= answered from PostGIS equals the SQLite answer."""
     from mapsvc.api import create_app
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     pg, sq, _ = both
     tokens = TokenStore(mapsvc_home / "tokens.sqlite")

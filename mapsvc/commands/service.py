@@ -62,7 +62,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, ver
     from cors.bus import open_bus
     from cors.caster import Caster, CasterInfo, new_event_loop_policy
     from cors.stations import StationRegistry
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     _raise_nofile()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,

@@ -107,7 +107,7 @@ def test_archive_names_and_lookup(tmp_path):
 def test_rinex_served_to_surveyors_only(tmp_path, hour_of_rtcm):
     """The archived hour over HTTP: listed and downloaded by a surveyor, refused to a vehicle, in OpenAPI."""
     from mapsvc.api import create_app
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     home = tmp_path / "home"
     arch = Archive(home / "rinex")
