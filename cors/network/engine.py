@@ -13,6 +13,7 @@ import pyrtklib as rtk
 from cors.errors import CorsError
 from cors.network import interpolate
 from cors.network.baseline import Baseline, BaselineState, iono_mapf, network_options
+from cors.network.integrity import IntegrityMonitor
 from cors.network.geometry import SatGeometry, elevation, mapping, saastamoinen_zenith
 from cors.network.sites import Site, ecef_to_llh, enu_matrix
 from cors.network.virtual import VirtualEpoch, virtual_records
@@ -86,7 +87,8 @@ class NetworkEpoch:
 
 
 class NetworkEngine:
-    def __init__(self, sites: Sequence[Site], nav, *, network_conf: str | None = None):
+    def __init__(self, sites: Sequence[Site], nav, *, network_conf: str | None = None,
+                 integrity: bool = True):
         if len(sites) < 1:
             raise CorsError("a network needs at least one reference station")
         names = [s.name for s in sites]
@@ -98,6 +100,8 @@ class NetworkEngine:
         self._conf = network_conf
         self.edges = network_edges(self.sites)
         self._rebuild()
+        self.monitor = IntegrityMonitor(self.sites, self.edges, nav) if integrity and len(sites) > 1 else None
+        self.last: NetworkEpoch | None = None
 
     def _rebuild(self) -> None:
         active = [i for i, s in enumerate(self.sites) if not s.excluded]
@@ -123,6 +127,11 @@ class NetworkEngine:
 
     # -- one epoch ----------------------------------------------------------------------------
     def step(self, gpst: float, records: dict[str, list]) -> NetworkEpoch:
+        if self.monitor is not None:
+            self.monitor.step(gpst, records)
+            for name, why in self.monitor.verdict().items():
+                if len(self.sites) > 2:
+                    self.exclude(name, why)
         ep = NetworkEpoch(gpst)
         for site in self.sites:
             recs = records.get(site.name) or []
@@ -159,7 +168,26 @@ class NetworkEngine:
             w[np.isnan(d)] = np.nan
             edge_d[(i, j)], edge_w[(i, j)] = d, w
         self._propagate(ep, edge_d, edge_w)
+        self.last = ep
         return ep
+
+    def status(self) -> dict:
+        """What the network covers and how well: baselines, closures, leave-one-out, exclusions."""
+        ep = self.last
+        stale = self.monitor.stale() if self.monitor else {}
+        return {
+            "gpst": ep.gpst if ep else None,
+            "hub": self.sites[self.hub].name if self.hub is not None else None,
+            "stations": [{"name": s.name, "ecef": [round(float(v), 4) for v in s.ecef],
+                          "excluded": s.excluded or None, "stale": stale.get(s.name)} for s in self.sites],
+            "baselines": [{"name": bl.name, "km": round(bl.length_km, 1),
+                           "fixed": bool(ep and bl.name in ep.baselines and ep.baselines[bl.name].fixed),
+                           "fix_rate": round(bl.stats.fix_rate, 4), "epochs": bl.stats.epochs}
+                          for bl in self.baselines.values()],
+            "closures_cm": {k: round(100 * v, 2) for k, v in (ep.closures if ep else {}).items()},
+            "leave_one_out_cm": {k: round(100 * v, 2) for k, v in (self.leave_one_out(ep).items() if ep else ())},
+            "integrity": self.monitor.report() if self.monitor else [],
+        }
 
     def _propagate(self, ep: NetworkEpoch, edge_d, edge_w) -> None:
         """Hub-relative values along the spanning tree; triangle closures from the other edges."""
@@ -236,8 +264,7 @@ class NetworkEngine:
         disp, wet, used = self.corrections_at(ep, msite, position, method)
         return virtual_records(ep.sites[msite.name], msite, position, self.nav,
                                dispersive=disp if "iono" in comps else None,
-                               wet=wet if "tropo" in comps else None,
-                               tropo_model="tropo" in comps, method=used)
+                               wet=wet if "tropo" in comps else None, method=used)
 
     def leave_one_out(self, ep: NetworkEpoch, method: str = "plane") -> dict[str, float]:
         """Per station: rms (m) of its dispersive correction predicted from the other stations."""
@@ -262,6 +289,8 @@ class NetworkEngine:
     def close(self) -> None:
         for bl in self.baselines.values():
             bl.close()
+        if self.monitor is not None:
+            self.monitor.close()
 
 
 def _zwd_model(llh: np.ndarray) -> float:

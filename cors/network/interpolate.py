@@ -36,10 +36,11 @@ def _design(en: np.ndarray, order: int) -> np.ndarray:
 
 def _ls_weights(stations: np.ndarray, at: np.ndarray, order: int) -> np.ndarray | None:
     a = _design(stations, order)
-    if np.linalg.matrix_rank(a) < a.shape[1]:
+    n = a.T @ a
+    if np.linalg.cond(n) > 1e10:  # stations (nearly) on a line: no plane through them
         return None
-    # v_at = g(at) @ coef, coef = pinv(A) @ v  ->  w = g(at) @ pinv(A)
-    return _design(at[None, :], order)[0] @ np.linalg.pinv(a)
+    # v_at = g(at) @ coef, coef = (A'A)^-1 A' v  ->  w = g(at) @ (A'A)^-1 A'
+    return _design(at[None, :], order)[0] @ np.linalg.solve(n, a.T)
 
 
 @method("plane")
@@ -66,8 +67,24 @@ def idw(stations: np.ndarray, at: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
+_CACHE: dict[tuple, tuple[np.ndarray, str]] = {}
+
+
 def weights(name: str, stations: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, str]:
-    """Weights of method ``name`` (with the inverse-distance fallback) and the method used."""
+    """Weights of method ``name`` (with the inverse-distance fallback) and the method used.
+
+    Cached: a virtual station keeps its position and stations for many epochs.
+    """
+    key = (name, stations.tobytes(), at.tobytes())
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) > 4096:
+            _CACHE.clear()
+        hit = _CACHE[key] = _weights(name, stations, at)
+    return hit
+
+
+def _weights(name: str, stations: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, str]:
     if name not in METHODS:
         raise KeyError(f"interpolation {name!r}: one of {', '.join(sorted(METHODS))}")
     w = METHODS[name](stations, at)

@@ -54,12 +54,17 @@ def _dant(site: Site, az: np.ndarray, el: np.ndarray) -> np.ndarray:
 
 
 def virtual_records(master_epoch, master: Site, position: np.ndarray, nav, *,
-                    dispersive: np.ndarray | None, wet: np.ndarray | None, tropo_model: bool,
+                    dispersive: np.ndarray | None, wet: np.ndarray | None,
                     method: str = "") -> VirtualEpoch:
     """Virtual obsd_t records at ``position`` from the master's records of this epoch.
 
     ``dispersive``/``wet`` are per satellite index (sat-1), relative to the master; None leaves the
     component out (ablations). Satellites without a needed correction are left out.
+
+    The standard-atmosphere troposphere change (Saastamoinen, Niell mapping) between master and
+    virtual position is always applied: a rover models it for any base from the base's declared
+    height, so without it a "geometry only" station would not behave as its master base does
+    (CatNet: GARR is 510 m above MATA, ~0.15 m zenith).
     """
     recs = master_epoch.records
     geom = master_epoch.geometry
@@ -71,15 +76,14 @@ def virtual_records(master_epoch, master: Site, position: np.ndarray, nav, *,
     az_m, el_m = elevation(e_m, master_epoch.llh)
     az_v, el_v = elevation(e_v, llh_v)
     keep = geom.ok & (el_v > 0) & (el_m > 0)
-    tropo = np.zeros(len(recs))
-    if tropo_model:
-        t = recs[0].time
-        mh_m, mw_m = mapping(t, master_epoch.llh, az_m, el_m)
-        mh_v, mw_v = mapping(t, llh_v, az_v, el_v)
-        zh_m, zh_v = saastamoinen_zenith(master_epoch.llh, 0.0), saastamoinen_zenith(llh_v, 0.0)
-        zw_m = saastamoinen_zenith(master_epoch.llh, 0.7) - zh_m
-        zw_v = saastamoinen_zenith(llh_v, 0.7) - zh_v
-        tropo = (mh_v * zh_v + mw_v * zw_v) - (mh_m * zh_m + mw_m * zw_m)
+    # standard-atmosphere change (see above)
+    t = recs[0].time
+    mh_m, mw_m = mapping(t, master_epoch.llh, az_m, el_m)
+    mh_v, mw_v = mapping(t, llh_v, az_v, el_v)
+    zh_m, zh_v = saastamoinen_zenith(master_epoch.llh, 0.0), saastamoinen_zenith(llh_v, 0.0)
+    zw_m = saastamoinen_zenith(master_epoch.llh, 0.7) - zh_m
+    zw_v = saastamoinen_zenith(llh_v, 0.7) - zh_v
+    tropo = (mh_v * zh_v + mw_v * zw_v) - (mh_m * zh_m + mw_m * zw_m)
     if wet is not None:
         tropo = tropo + wet[idx]
         keep &= ~np.isnan(wet[idx])
