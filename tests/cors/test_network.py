@@ -112,11 +112,18 @@ def test_real_time_and_post_processing_give_the_same_virtual_observations(networ
         engine.close()
         net.close()
     assert [t for t, _ in rt[:n]] == [t for t, _ in pp]
+    whole = {}
     for (_, a), (_, b) in zip(rt[:n], pp):
         assert set(a) == set(b)
         for s in a:
-            assert np.allclose(a[s][:2], b[s][:2], atol=0.01)  # cycles (MSM7 phase: 0.1 mm steps)
-            assert np.allclose(a[s][2:], b[s][2:], atol=0.01)  # m
+            # phase: MSM carries phase-range, so each satellite's phase may differ by whole cycles
+            cyc = np.subtract(a[s][:2], b[s][:2])
+            assert np.all(np.abs(cyc - np.round(cyc)) < 0.01)
+            whole.setdefault(s, set()).add(tuple(np.round(cyc)))
+            assert np.allclose(a[s][2:], b[s][2:], atol=0.01)  # code, m
+    # RTKLIB's MSM codec re-anchors a phase by whole cycles when the source steps 1 ms (NetRS clock
+    # steering): rare, never a fraction of a cycle
+    assert sum(len(v) - 1 for v in whole.values()) <= 2
 
 
 @pytest.mark.shared_data
@@ -146,6 +153,7 @@ def test_cli_rinex_and_rtcm_output_agree(tmp_path, network, mata):
     assert [float(v) for v in delta.split()[:3]] == [0.0, 0.0, 0.0]
 
     from cors.rtcm_encode import read_rinex
+    from cors.rtk import gpst_week_tow
 
     src = read_rinex(out, [NAV])
     assert len(src.epochs) == 11
@@ -153,7 +161,7 @@ def test_cli_rinex_and_rtcm_output_agree(tmp_path, network, mata):
     for s, e in src.epochs:
         for k in range(s, e):
             r = src.obs.data[k]
-            t = round(float(r.time.time) + float(r.time.sec)) % 604800
+            t = round(gpst_week_tow(float(r.time.time) + float(r.time.sec))[1])
             rinex[(t, int(r.sat))] = (float(r.P[0]), float(r.P[1]), float(r.L[0]), float(r.L[1]))
     decoded, n1006 = {}, 0
     for raw, msg in RTCMReader(io.BytesIO(rtcm.read_bytes())):
