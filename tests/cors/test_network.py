@@ -59,7 +59,12 @@ def test_geometry_only_vrs_reproduces_the_station_there(network, mata):
     ambiguities, clocks and a slowly changing atmosphere (between-satellite, epoch-to-epoch < 2 cm)."""
     from cors.network.virtual import _dant
 
-    vepochs, _ = _virtual_epochs(network, mata.ecef, 40, components=())
+    vepochs, status = _virtual_epochs(network, mata.ecef, 40, components=())
+    # what the network reports: every Delaunay edge, its fix state; closure of the one triangle
+    assert {b["name"] for b in status["baselines"]} == {"GARR-EBRE", "GARR-CREU", "CREU-EBRE"}
+    assert all(b["epochs"] == 40 and 0 <= b["fix_rate"] <= 1 for b in status["baselines"])
+    assert list(status["closures_cm"]) == ["CREU-EBRE"] and status["hub"] == "GARR"
+    assert set(status["leave_one_out_cm"]) == {"GARR", "CREU", "EBRE"}
     from cors.network.geometry import SatGeometry, elevation
 
     dd_steps, code_dd = [], []
@@ -284,3 +289,60 @@ def test_clients_in_one_cell_share_a_virtual_station_and_move_when_far():
     pool.leave("car2")
     assert len(pool) == 1 and a.cell not in pool.stations
     assert np.allclose(c.position, at(9000, 1000))
+
+
+@pytest.mark.shared_data
+def test_network_status_over_http_and_prometheus(tmp_path, network):
+    """GET /v1/network serves the network block of the caster's status document; 404 without one;
+    the Prometheus families carry baselines, closures, leave-one-out residuals and exclusions."""
+    import json
+    import time
+
+    import requests
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from cors.network.engine import NetworkEngine
+    from cors.network.metrics import metric_families
+    from mapsvc.tokens import TokenStore
+    from tests.api.conftest import LiveServer
+
+    engine = NetworkEngine(network, network[0].source.nav, integrity=False)
+    try:
+        for t in network[0].times[:5]:
+            engine.step(float(t), {s.name: s.epoch_records(t) for s in network})
+        engine.exclude("EBRE", "test: coordinate disagrees")
+        status = engine.status()
+    finally:
+        engine.close()
+
+    class _Collector:
+        def collect(self):
+            return metric_families(status, virtual_stations=3)
+
+    reg = CollectorRegistry()
+    reg.register(_Collector())
+    text = generate_latest(reg).decode()
+    assert 'cors_network_baseline_fix_ratio{baseline="GARR-CREU"}' in text
+    assert 'cors_network_station_excluded{reason="test: coordinate disagrees",station="EBRE"} 1.0' in text
+    assert "cors_network_virtual_stations 3.0" in text
+
+    home = tmp_path / "home"
+    home.mkdir()
+    tokens = TokenStore(home / "tokens.sqlite")
+    tok = tokens.create("vehicle", "car")
+    tokens.close()
+    srv = LiveServer({"HOME": str(home)})
+    try:
+        hdr = {"Authorization": f"Bearer {tok}"}
+        assert requests.get(srv.url + "/v1/network", headers=hdr, timeout=10).status_code == 404
+        (home / "cors_status.json").write_text(json.dumps(
+            {"generated": time.time(), "stations": [], "network": status}))
+        r = requests.get(srv.url + "/v1/network", headers=hdr, timeout=10)
+        assert r.status_code == 200
+        body = r.json()
+        assert body["caster_running"] is True
+        assert [s["excluded"] for s in body["stations"] if s["name"] == "EBRE"] == ["test: coordinate disagrees"]
+        assert {b["name"] for b in body["baselines"]} >= {"GARR-CREU"}
+        assert requests.get(srv.url + "/v1/network", timeout=10).status_code == 401
+    finally:
+        srv.close()
