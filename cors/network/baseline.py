@@ -144,7 +144,9 @@ class Baseline:
         rtk.rtkpos(self.rtk, arr.ptr, n_a + n_m, self.nav)
         sol = self.rtk.sol
         fixed = int(sol.stat) == 1
-        x = self.rtk.xa if fixed else self.rtk.x
+        # float states always: switching to xa only on fixed epochs makes the corrections jump;
+        # fix-and-hold pulls x onto the fixed solution anyway
+        x = self.rtk.x
         sats = np.array(sorted({int(r.sat) for r in aux_records} & {int(r.sat) for r in master_records}))
         iono = np.full(len(sats), np.nan)
         for j, sat in enumerate(sats):
