@@ -22,6 +22,7 @@ class VirtualRtcm:
         self.enc = rtk.rtcm_t()
         rtk.init_rtcm(self.enc)
         self.enc.staid = station_id
+        self.station_id = station_id
         for i in range(3):
             self.enc.sta.pos[i] = float(position[i])
         self.enc.sta.hgt = 0.0

@@ -346,3 +346,51 @@ def test_network_status_over_http_and_prometheus(tmp_path, network):
         assert requests.get(srv.url + "/v1/network", timeout=10).status_code == 401
     finally:
         srv.close()
+
+
+@pytest.mark.shared_data
+def test_network_service_serves_one_stream_per_cell_with_the_virtual_position(network, mata):
+    """Station RTCM in, per-cell RTCM out: two rovers near MATA share one virtual station whose 1006
+    is their first GGA position; a rover 60 km away gets its own; RTKLIB decodes the streams."""
+    import pyrtklib as rtk
+
+    from cors.network.engine import NetworkEngine
+    from cors.network.service import NetworkService
+    from cors.network.sites import ecef_to_llh, llh_to_ecef
+    from cors.ntrip import make_gga
+    from cors.rtcm_encode import encode_rinex
+
+    engine = NetworkEngine(network, network[0].source.nav, integrity=False)
+    svc = NetworkService(engine, network[0].source.obs.data[0].time, cell_m=5000, move_m=5000)
+    lat, lon, h = ecef_to_llh(mata.ecef)
+    lat, lon = np.degrees(lat), np.degrees(lon)
+    try:
+        assert svc.position("car1", b"$GPGGA,garbage*00") is None
+        c1 = svc.position("car1", make_gga(lat, lon, h))
+        c2 = svc.position("car2", make_gga(lat + 0.005, lon + 0.005, h))
+        c3 = svc.position("car3", make_gga(lat + 0.55, lon, h))  # ~60 km north
+        assert c1 == c2 and c3 != c1
+        streams = {s.name: encode_rinex(s.source.obs_path, source=s.source, ecef=s.ecef) for s in network}
+        got: dict = {}
+        for _ in range(6):
+            for name, it in streams.items():
+                for cell, data in svc.feed_station(name, next(it).raw).items():
+                    got[cell] = got.get(cell, b"") + data
+        assert set(got) == {c1, c3}
+        st = svc.status()
+        assert st["virtual_stations"] == 2 and st["clients"] == 3 and st["epochs"] >= 5
+        dec = rtk.rtcm_t()
+        rtk.init_rtcm(dec)
+        dec.time = network[0].source.obs.data[0].time
+        epochs, pos = 0, None
+        for byte in got[c1]:
+            ret = rtk.input_rtcm3(dec, byte)
+            epochs += ret == 1
+            if ret == 5:
+                pos = np.array([dec.sta.pos[i] for i in range(3)])
+        rtk.free_rtcm(dec)
+        assert epochs >= 5
+        assert np.linalg.norm(pos - llh_to_ecef(lat, lon, h)) < 0.01
+    finally:
+        svc.close()
+        engine.close()
