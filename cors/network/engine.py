@@ -14,7 +14,7 @@ from cors.errors import CorsError
 from cors.network import interpolate
 from cors.network.baseline import Baseline, BaselineState, iono_mapf, network_options
 from cors.network.integrity import IntegrityMonitor
-from cors.network.geometry import SatGeometry, elevation, mapping, saastamoinen_zenith
+from cors.network.geometry import SatGeometry, elevation, saastamoinen_zenith
 from cors.network.sites import Site, ecef_to_llh, enu_matrix
 from cors.network.virtual import VirtualEpoch, virtual_records
 
@@ -81,7 +81,9 @@ class NetworkEpoch:
     gpst: float
     sites: dict[str, SiteEpoch] = field(default_factory=dict)
     dispersive: dict[str, np.ndarray] = field(default_factory=dict)  # slant L1 ionosphere (m)
-    wet: dict[str, np.ndarray] = field(default_factory=dict)  # non-dispersive residual (m)
+    # non-dispersive: zenith wet-delay residual (m) w.r.t. the standard atmosphere, per satellite index
+    # where the station sees the satellite (one value: a zenith quantity, mapped at the virtual station)
+    wet: dict[str, np.ndarray] = field(default_factory=dict)
     baselines: dict[str, BaselineState] = field(default_factory=dict)
     closures: dict[str, float] = field(default_factory=dict)  # rms over satellites (m)
 
@@ -146,7 +148,6 @@ class NetworkEngine:
             el_all[geom.sats[good] - 1] = el[good]
             az_all[geom.sats[good] - 1] = az[good]
             ep.sites[site.name] = SiteEpoch(recs, geom, el_all, az_all, llh)
-        t = next(iter(ep.sites.values())).records[0].time if ep.sites else None
         edge_d, edge_w = {}, {}
         for (i, j), bl in self.baselines.items():
             a, b = self.sites[i], self.sites[j]
@@ -160,11 +161,10 @@ class NetworkEngine:
             idx = st.sats - 1
             d = np.full(MAXSAT, np.nan)
             d[idx] = st.iono_vert * 0.5 * (iono_mapf(sa.llh[2], sa.el[idx]) + iono_mapf(sb.llh[2], sb.el[idx]))
-            zeta_a = st.zwd_master - _zwd_model(sa.llh)
-            zeta_b = st.zwd_aux - _zwd_model(sb.llh)
-            _, mw_a = mapping(t, sa.llh, np.nan_to_num(sa.az), np.nan_to_num(sa.el))
-            _, mw_b = mapping(t, sb.llh, np.nan_to_num(sb.az), np.nan_to_num(sb.el))
-            w = mw_b * zeta_b - mw_a * zeta_a
+            # Only the difference of the two zenith wet delays is well determined by a baseline;
+            # their common level is not, so it must not enter through the two ends' mapping functions.
+            dz = (st.zwd_aux - _zwd_model(sb.llh)) - (st.zwd_master - _zwd_model(sa.llh))
+            w = np.full(MAXSAT, dz)
             w[np.isnan(d)] = np.nan
             edge_d[(i, j)], edge_w[(i, j)] = d, w
         self._propagate(ep, edge_d, edge_w)

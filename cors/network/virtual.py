@@ -84,8 +84,8 @@ def virtual_records(master_epoch, master: Site, position: np.ndarray, nav, *,
     zw_m = saastamoinen_zenith(master_epoch.llh, 0.7) - zh_m
     zw_v = saastamoinen_zenith(llh_v, 0.7) - zh_v
     tropo = (mh_v * zh_v + mw_v * zw_v) - (mh_m * zh_m + mw_m * zw_m)
-    if wet is not None:
-        tropo = tropo + wet[idx]
+    if wet is not None:  # zenith wet residual, virtual minus master, mapped at the virtual station
+        tropo = tropo + mw_v * wet[idx]
         keep &= ~np.isnan(wet[idx])
     iono = np.zeros(len(recs))
     if dispersive is not None:
