@@ -394,3 +394,21 @@ def test_network_service_serves_one_stream_per_cell_with_the_virtual_position(ne
     finally:
         svc.close()
         engine.close()
+
+
+def test_network_edges_and_spanning_tree_of_four_stations():
+    """CatNet's four marker coordinates: Delaunay edges, tree = shortest connecting edges."""
+    from cors.network.engine import network_edges, spanning_tree
+    from cors.network.sites import Site
+
+    xyz = {"EBRE": (4833520.1197, 41537.2015, 4147461.6263), "GARR": (4796983.5767, 160309.1177, 4187340.3773),
+           "CREU": (4715420.3054, 273177.8809, 4271946.7957), "MATA": (4776835.5870, 202618.9947, 4207574.6304)}
+    sites = [Site(n, np.array(v)) for n, v in xyz.items()]
+    edges = network_edges(sites)
+    names = [{sites[i].name, sites[j].name} for i, j in edges]
+    assert names[0] == {"GARR", "MATA"}  # shortest first (51 km)
+    assert 3 < len(edges) <= 5
+    tree = spanning_tree(len(sites), edges)
+    assert len(tree) == 3
+    assert {sites[i].name for e in tree for i in e} == set(xyz)
+    assert {"EBRE", "CREU"} not in [{sites[i].name, sites[j].name} for i, j in tree]  # 288 km: never
