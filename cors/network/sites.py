@@ -10,6 +10,7 @@ import numpy as np
 import pyrtklib as rtk
 
 from cors.errors import CorsError
+from cors.geodesy import ecef_to_geodetic, geodetic_to_ecef
 from cors.rtcm_encode import RinexSource, _sta_delta, gtime_seconds, read_rinex
 
 DTTOL = 0.005  # s, RTKLIB's "same epoch"
@@ -44,20 +45,13 @@ class Site:
 
 
 def ecef_to_llh(ecef: Sequence[float]) -> np.ndarray:
-    """(lat rad, lon rad, h m) with RTKLIB's ecef2pos (the same ellipsoid as the filters)."""
-    out = rtk.Arr1Ddouble(3)
-    r = rtk.Arr1Ddouble(3)
-    for i in range(3):
-        r[i] = float(ecef[i])
-    rtk.ecef2pos(r, out)
-    return np.array([out[0], out[1], out[2]])
+    """(lat rad, lon rad, h m): cors.geodesy (the project's one pyproj transformer), in radians."""
+    lat, lon, h = ecef_to_geodetic(*(float(v) for v in ecef))
+    return np.array([np.radians(float(lat)), np.radians(float(lon)), float(h)])
 
 
 def llh_to_ecef(lat_deg: float, lon_deg: float, h: float) -> np.ndarray:
-    pos, out = rtk.Arr1Ddouble(3), rtk.Arr1Ddouble(3)
-    pos[0], pos[1], pos[2] = np.radians(lat_deg), np.radians(lon_deg), h
-    rtk.pos2ecef(pos, out)
-    return np.array([out[0], out[1], out[2]])
+    return np.asarray(geodetic_to_ecef(lat_deg, lon_deg, h), dtype=float)
 
 
 def enu_matrix(llh: Sequence[float]) -> np.ndarray:
