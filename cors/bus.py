@@ -272,7 +272,11 @@ def network_status(nodes: dict[str, dict], now: float | None = None) -> dict:
             cur["up"] = bool(cur.get("up")) or bool(st.get("up"))
             if st.get("source_connected"):
                 cur["source_node"] = node
-    return {"generated": max((float(d["generated"]) for d in live.values()), default=None),
+    doc = {"generated": max((float(d["generated"]) for d in live.values()), default=None),
             "nodes": {n: {"clients": d.get("caster", {}).get("clients", 0), "generated": d.get("generated")}
                       for n, d in sorted(live.items())},
             "stations": [stations[k] for k in sorted(stations)]}
+    network = next((d["network"] for _, d in sorted(live.items()) if d.get("network")), None)
+    if network:  # the network RTK mountpoint's state, from a node that runs one
+        doc["network"] = network
+    return doc

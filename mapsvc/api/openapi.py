@@ -73,6 +73,8 @@ def spec() -> dict:
                                    "description": "RINEX 3 long name, e.g. CREU00ESP_S_20100770000_01H_30S_MO.crx.gz",
                                    "schema": {"type": "string",
                                               "pattern": r"^[A-Z0-9]{9}_[RSU]_\d{11}_01H_(\d{2}[SMHD]_MO\.crx|MN\.rnx)\.gz$"}}])},
+            "/v1/network": {"get": _op("Network RTK: baselines, fix state, closures, interpolation residuals, "
+                                       "excluded stations", _json_ok({"type": "object"}), *_AUTH)},
             "/v1/metrics": {"get": _op("Prometheus metrics of the stations (admin)", {"200": {
                 "description": "Prometheus text format",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}, *_AUTH)},
