@@ -178,6 +178,10 @@ class RedisBus:
     def nodes(self) -> dict[str, dict]:
         return {k.decode(): json.loads(v) for k, v in self.sync.hgetall(NODES_KEY).items()}
 
+    async def aclose(self) -> None:
+        """Close the asyncio connections (ends a blocking read in progress)."""
+        await self.aio.aclose()
+
     def close(self) -> None:
         self.sync.close()
 

@@ -123,8 +123,18 @@ class Caster:
         for m in self.mounts.values():
             if m.task:
                 m.task.cancel()
-        tasks = self._tasks + [m.task for m in self.mounts.values() if m.task]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pulls = [m.task for m in self.mounts.values() if m.task]
+        if pulls:  # first: on the bus they hand their upstream leases over
+            await asyncio.wait(pulls, timeout=5.0)
+        if self.bus is not None:
+            # a blocking XREAD does not end on cancel (redis-py waits for its reply): closing the
+            # connections ends it at once
+            try:
+                await asyncio.wait_for(self.bus.aclose(), 2.0)
+            except (Exception, asyncio.TimeoutError):
+                pass
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
         self._tasks = []
         if self._server is not None:
             self._server.close()
