@@ -23,6 +23,9 @@ def _checkout_cors() -> None:
     then serves ``cors.*`` from wherever it was installed from. Load this checkout's cors instead, and let its
     package path also hold tests/cors (pytest imports those test modules as ``cors.test_*``)."""
     here = str(Path(__file__).resolve().parent)
+    loaded = sys.modules.get("cors")
+    if loaded is not None and Path(loaded.__file__).resolve().parent == REPO / "cors":
+        return  # done (this file is also imported as tests.conftest by some tests)
     saved = sys.path[:]
     sys.path[:] = [str(REPO)] + [p for p in saved if os.path.abspath(p or ".") != here]
     for name in [m for m in sys.modules if m == "cors" or m.startswith("cors.")]:
