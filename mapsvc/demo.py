@@ -81,6 +81,8 @@ def run_demo(serve: bool = False) -> dict:
     rtk = run_rtk_demo(home(), speed=20.0)
     result["rtk"] = {k: v for k, v in rtk.items() if k in ("summary", "epochs", "fix_rate", "seconds")}
     click.echo("done: " + json.dumps(result, default=str))
+    click.echo("web console: http://127.0.0.1:8080/  (while `mapsvc serve` runs; sign in with a token from "
+               "`.venv/bin/mapsvc tokens create --role surveyor`)")
     if serve:
         click.echo("starting the service (Ctrl-C stops it): mapsvc serve")
         from click import get_current_context
