@@ -46,7 +46,13 @@ async function api(path, {as = "json", headers = {}} = {}) {
     if (resp.status === 401) { signOut("Sign-in failed: " + detail); }
     throw new ApiError(resp.status, detail);
   }
-  return as === "json" ? resp.json() : as === "text" ? resp.text() : resp.blob();
+  return as === "json" ? JSON.parse(await resp.text(), exactIntegers) : as === "text" ? resp.text() : resp.blob();
+}
+
+// OSM ids are 64-bit: beyond 2^53 a JS number is not the id any more, so such integers stay their digits
+function exactIntegers(key, value, context) {
+  return typeof value === "number" && !Number.isSafeInteger(value) && context && /^-?[0-9]+$/.test(context.source)
+    ? context.source : value;
 }
 
 // -- DOM helpers -----------------------------------------------------------------------------------
@@ -336,8 +342,8 @@ async function releasePage(release) {
   addMapLayers(map, data);
   const report = await findingsP;
   const findings = report ? report.findings.filter((f) => f.location && f.location.lon !== undefined) : [];
-  map.addSource("findings", {type: "geojson", data: {type: "FeatureCollection", features: findings.map((f) => ({
-    type: "Feature", geometry: {type: "Point", coordinates: [f.location.lon, f.location.lat]},
+  map.addSource("findings", {type: "geojson", data: {type: "FeatureCollection", features: findings.map((f, i) => ({
+    type: "Feature", id: i, geometry: {type: "Point", coordinates: [f.location.lon, f.location.lat]},
     properties: {check: f.check, severity: f.severity, element: f.element, kind: f.kind, id: f.id,
       detail: f.detail}}))}});
   map.addLayer({id: "findings", type: "circle", source: "findings", paint: {"circle-color": SEVERITY_COLOURS,
@@ -469,6 +475,8 @@ async function stationsPage() {
 // -- start -----------------------------------------------------------------------------------------
 async function start() {
   takeFragmentToken();
+  // a #token= link opened on a page already showing: sign in again with it
+  window.addEventListener("hashchange", () => { if (/token=/.test(location.hash)) location.reload(); });
   $("#signout").onclick = () => signOut("Signed out.");
   $("#signin-form").onsubmit = async (ev) => {
     ev.preventDefault();
