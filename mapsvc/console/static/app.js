@@ -255,9 +255,10 @@ async function loadTiles(release, entries, progress) {
 function addMapLayers(map, data) {
   map.addSource("map", {type: "geojson", data, buffer: 32});
   map.addLayer({id: "areas", type: "fill", source: "map", filter: ["==", ["get", "type"], "area"],
-    paint: {"fill-color": "#d9d2c5", "fill-opacity": 0.6}});
+    paint: {"fill-color": "#d9d2c5", "fill-opacity": 0.6, "fill-antialias": false}});
   map.addLayer({id: "lanelets", type: "fill", source: "map", filter: ["==", ["get", "type"], "lanelet"],
-    paint: {"fill-color": LANELET_COLOURS, "fill-opacity": 0.7, "fill-outline-color": "rgba(0,0,0,0)"}});
+    // no fill outline: the bounds are drawn as lines of their own (and the worker has less to build)
+    paint: {"fill-color": LANELET_COLOURS, "fill-opacity": 0.7, "fill-antialias": false}});
   map.addLayer({id: "lines-solid", type: "line", source: "map",
     filter: ["all", ["==", ["get", "type"], "line_string"], ["!", ["get", "_dashed"]]],
     paint: {"line-color": LINE_COLOURS, "line-width": LINE_WIDTHS}});
