@@ -253,7 +253,8 @@ async function loadTiles(release, entries, progress) {
 }
 
 function addMapLayers(map, data) {
-  map.addSource("map", {type: "geojson", data, buffer: 32});
+  // a low simplification tolerance: at overview zooms the default one drops small lanelets (crosswalk pieces)
+  map.addSource("map", {type: "geojson", data, tolerance: 0.2});
   map.addLayer({id: "areas", type: "fill", source: "map", filter: ["==", ["get", "type"], "area"],
     paint: {"fill-color": "#d9d2c5", "fill-opacity": 0.6, "fill-antialias": false}});
   map.addLayer({id: "lanelets", type: "fill", source: "map", filter: ["==", ["get", "type"], "lanelet"],
