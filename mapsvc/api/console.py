@@ -83,7 +83,7 @@ def whoami():
 
 
 def _signature(name: str, view) -> dict:
-    from mapsvc.signing import SIG_ATTACHMENT, SignatureError, parse_signature, public_key, verify_bytes
+    from tiles.signing import SIG_ATTACHMENT, SignatureError, parse_signature, public_key, verify_bytes
 
     cat = current_app.extensions["mapsvc"]["catalogue"]
     # manifest sha256 -> result: releases and keys are immutable, so a check is done once per worker

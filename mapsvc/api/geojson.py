@@ -13,14 +13,12 @@ from collections import OrderedDict
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.http import parse_etags
-
-from lanelets.osm import write_atomic
+from lanelets.files import write_atomic
 from tiles.geojson import tile_geojson_bytes
 
 from mapsvc.api.auth import requires
 from mapsvc.api.problems import Problem
-from mapsvc.api.releases import TILE_CACHE, _tile_id
+from mapsvc.api.releases import TILE_CACHE, _conditional, _tile_id
 
 bp = Blueprint("geojson", __name__)
 GEOJSON_TYPE = "application/geo+json"
@@ -84,10 +82,6 @@ def tile_geojson(release, tile_id):
     if request.query_string:
         raise Problem(400, "Bad Request", "this endpoint takes no query parameters")
     sha = view.sha[row]
-    headers = {"ETag": f'"{sha}"', "Cache-Control": TILE_CACHE, "Vary": "Accept-Encoding"}
-    inm = request.headers.get("If-None-Match")
-    if inm and parse_etags(inm).contains_weak(sha):
-        return Response(status=304, headers=headers)
 
     def tile_bytes() -> bytes:
         try:
@@ -95,8 +89,13 @@ def tile_geojson(release, tile_id):
         except Exception:
             raise Problem(503, "Service Unavailable", f"tile {tid} of {release!r} is missing from the store") from None
 
-    data = _cache().get(sha, tile_bytes)
-    if request.accept_encodings["gzip"] > 0:
-        headers["Content-Encoding"] = "gzip"
-        return Response(data, mimetype=GEOJSON_TYPE, headers=headers)
-    return Response(gzip.decompress(data), mimetype=GEOJSON_TYPE, headers=headers)
+    def body() -> Response:
+        data = _cache().get(sha, tile_bytes)
+        if request.accept_encodings["gzip"] > 0:
+            return Response(data, mimetype=GEOJSON_TYPE, headers={"Content-Encoding": "gzip"})
+        return Response(gzip.decompress(data), mimetype=GEOJSON_TYPE)
+
+    # the tile's own ETag and immutable caching: the GeoJSON is a function of the tile's bytes
+    resp = _conditional(sha, TILE_CACHE, body)
+    resp.headers["Vary"] = "Accept-Encoding"
+    return resp
