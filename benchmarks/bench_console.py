@@ -100,7 +100,7 @@ def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         home = tmp / "home"
-        os.environ_backup = dict(os.environ)
+        saved = dict(os.environ)  # publish reads MAPSVC_HOME from the environment
         env = dict(os.environ, MAPSVC_HOME=str(home))
         os.environ["MAPSVC_HOME"] = str(home)
         try:
@@ -116,7 +116,7 @@ def run() -> dict:
             tokens.close()
         finally:
             os.environ.clear()
-            os.environ.update(os.environ_backup)
+            os.environ.update(saved)
         n_tiles = len(store.manifest("bench")["tiles"])
         rows, extra = _geojson_rows(store, "bench", tmp)
         port = _free_port()

@@ -144,7 +144,14 @@ def _regulatory_element(m, ways, lon, lat, kinds, rows, roles):
                 parts.append(ways[row])
         else:
             members.setdefault(role, []).append(int(m.rel_id[row]))
-    # drawn where its own devices are (lights, signs, stop lines), not over the lanelets it governs
+    # drawn where its own devices are (lights, signs, stop lines), not over the lanelets it governs; one with
+    # lanelets only (a right of way without a stop line) is drawn where those lanelets' bounds are
+    if not parts:
+        for kind, row in zip(kinds, rows):
+            if kind == 2:
+                lo, hi = int(m.rel_ptr[row]), int(m.rel_ptr[row + 1])
+                parts += [ways[w] for k, w in zip(m.rel_member_kind[lo:hi], m.rel_member_row[lo:hi])
+                          if k == 1 and ways[w] is not None]
     if not parts:
         return None, members
     return shapely.centroid(shapely.GeometryCollection(parts)), members

@@ -13,7 +13,9 @@ import json
 import os
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
+
+from tiles.store import desensitisation_of
 
 from mapsvc.api.auth import PERMISSIONS, current_token, requires
 from mapsvc.api.problems import Problem
@@ -131,7 +133,7 @@ def releases_overview():
     for info in cat.releases():
         view = cat.release(info.name)
         manifest = json.loads(view.raw)
-        offset = (manifest.get("desensitization") or {}).get("offset") or {}
+        offset = (desensitisation_of(manifest) or {}).get("offset") or {}
         out.append({
             "name": info.name, "created": info.created, "level": info.level, "tiles": info.tiles,
             "bytes": info.bytes, "manifest_sha256": view.sha256,

@@ -11,7 +11,7 @@ import pytest
 import requests
 import shapely
 
-from tests.api.conftest import assert_problem, auth
+from tests.api.conftest import assert_problem
 
 
 def _tile_map(store, release, tile_id):
@@ -112,6 +112,8 @@ def test_geojson_cache_converts_a_tile_once(store, tmp_path):
 
 
 def test_whoami_and_console_releases(get, store, api_home):
+    from tiles.store import desensitisation_of
+
     me = get("/v1/whoami", role="vehicle").json()
     assert me["role"] == "vehicle" and me["console"] is False
     assert get("/v1/whoami", role="producer").json()["console"] is True
@@ -122,7 +124,7 @@ def test_whoami_and_console_releases(get, store, api_home):
     assert set(rel) == {r.name for r in store.releases()}
     for name, r in rel.items():
         assert r["signature"]["verified"] is True, r["signature"]
-        assert r["offset_provider"] == store.manifest(name)["desensitization"]["offset"]["name"]
+        assert r["offset_provider"] == desensitisation_of(store.manifest(name))["offset"]["name"]
         assert r["tiles"] == len(store.manifest(name)["tiles"])
         try:
             rep = json.loads(store.attachment(name, "report.json"))

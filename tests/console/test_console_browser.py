@@ -4,7 +4,6 @@ Screenshots: test-artifacts/console/."""
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import signal
 import subprocess
