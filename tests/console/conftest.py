@@ -28,7 +28,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_home(tmp_path_factory):
     src = LANELET2_DIR / MAP_NAME
     if not src.exists():
@@ -66,7 +66,7 @@ def console_home(tmp_path_factory):
     return {"home": home, "store": store, "tokens": toks, "env": env}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console(console_home):
     """`mapsvc serve` on free ports; stations go down after 2 s of silence."""
     http, ntrip = _free_port(), _free_port()
