@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # the web console's browser assets (MapLibre GL JS), pinned by package-lock.json; npm writes this file on install
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: setup apt venv demo test bench clean
+.PHONY: setup apt venv demo test fuzz bench clean
 
 setup: apt $(STAMP) $(NPM_STAMP)
 
@@ -50,6 +50,10 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# The property-based fuzzers (pytest -m fuzz) with many more examples than `make test` gives them.
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/python -m pytest -q -p no:cacheprovider -m fuzz
 
 bench: setup
 	$(VENV)/bin/python -m benchmarks

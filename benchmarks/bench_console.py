@@ -105,7 +105,7 @@ def run() -> dict:
         os.environ["MAPSVC_HOME"] = str(home)
         try:
             from mapsvc.pipeline import publish
-            from mapsvc.tokens import TokenStore
+            from tokens import TokenStore
             from tiles import open_store
 
             path = replicate(src, tmp / "x7.osm", 7, dlon=0.05)

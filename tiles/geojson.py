@@ -15,32 +15,19 @@ Parsing is :func:`lanelets.osm.read_osm`'s; geometry is shapely's.
 """
 from __future__ import annotations
 
-import gzip
 import json
-import os
-import tempfile
 
 import numpy as np
 import shapely
 
-from lanelets.osm import read_osm
+from lanelets import read_osm
 
-FEATURE_TYPES = ("lanelet", "area", "line_string", "regulatory_element")
 _DECIMALS = 8  # 1e-8 degree is about a millimetre: finer digits only make the file bigger
 
 
 def tile_geojson(tile_gz: bytes) -> dict:
     """The FeatureCollection of one stored tile (gzip'd OSM bytes)."""
-    xml = gzip.decompress(tile_gz)
-    # read_osm reads a file: the tile goes through a private temporary one
-    fd, path = tempfile.mkstemp(suffix=".osm")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(xml)
-        m = read_osm(path)
-    finally:
-        os.unlink(path)
-    return osm_geojson(m)
+    return osm_geojson(read_osm(tile_gz, name="tile"))
 
 
 def tile_geojson_bytes(tile_gz: bytes) -> bytes:

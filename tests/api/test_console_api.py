@@ -15,16 +15,9 @@ from tests.api.conftest import assert_problem
 
 
 def _tile_map(store, release, tile_id):
-    import tempfile
-    from pathlib import Path
+    from lanelets import read_osm
 
-    from lanelets.osm import read_osm
-
-    data, _ = store.tile(release, tile_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "t.osm"
-        p.write_bytes(gzip.decompress(data))
-        return read_osm(p)
+    return read_osm(store.tile(release, tile_id)[0], name=f"tile {tile_id}")
 
 
 def test_tile_geojson_holds_the_tiles_elements_in_its_published_frame(get, store):

@@ -41,7 +41,7 @@ def console_home(tmp_path_factory):
     if why:
         pytest.skip(why)
     from mapsvc.pipeline import publish
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
     from standards import check_release
     from standards.report import render
     from tests.api.conftest import modified_copy

@@ -3,14 +3,11 @@
 Screenshots: test-artifacts/console/."""
 from __future__ import annotations
 
-import gzip
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,13 +31,9 @@ def _no_other_host(b, console):
 
 
 def _tile_osm(store, release, tile_id):
-    from lanelets.osm import read_osm
+    from lanelets import read_osm
 
-    data, _ = store.tile(release, tile_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "t.osm"
-        p.write_bytes(gzip.decompress(data))
-        return read_osm(p)
+    return read_osm(store.tile(release, tile_id)[0], name=f"tile {tile_id}")
 
 
 def _lanelets_in(store, release, box) -> set[str]:
