@@ -291,7 +291,7 @@ def run() -> dict:
         "notes": [f"{k}: {'met' if v else 'NOT met'}" for k, v in checks.items()]
         + [f"median of rounds: mapsvc {api['x_bare_flask_median']:.2f}x bare Flask, {api['x_nginx_median']:.3f}x nginx; "
            f"secure_link {prod['x_nginx_median']:.2f}x nginx"]
-        + [f"gunicorn: {workers} gthread workers (mapsvc.http defaults) for mapsvc and bare Flask; "
+        + [f"gunicorn: {workers} gevent workers (mapsvc.http defaults) for mapsvc and bare Flask; "
            f"nginx worker_processes {workers}; wrk -t{WRK_THREADS}; all on the same {os.cpu_count()}-core machine",
            "mapsvc: bearer-token auth, rate limit (memory storage), ETag, access log to a file all enabled"],
     }
