@@ -76,9 +76,11 @@ def _area_rows(view) -> tuple[list[int], dict]:
         if len(parts) != 4 or any(len(p) > 32 or not _FLOAT.fullmatch(p.strip()) for p in parts):
             raise Problem(400, "Bad Request", "bbox must be four numbers: west,south,east,north")
         w, s, e, n = (float(p) for p in parts)
-        if not all(math.isfinite(v) for v in (w, s, e, n)) or not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
-            raise Problem(400, "Bad Request", "bbox must be west<=east in -180..180 and south<=north in -90..90")
-        if e - w > cfg["MAX_BBOX_DEG"] or n - s > cfg["MAX_BBOX_DEG"]:
+        if not all(math.isfinite(v) for v in (w, s, e, n)) or not (
+                -180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
+            raise Problem(400, "Bad Request", "bbox must be west,east in -180..180 (west > east crosses the "
+                                              "antimeridian) and south<=north in -90..90")
+        if (e - w if w <= e else e - w + 360.0) > cfg["MAX_BBOX_DEG"] or n - s > cfg["MAX_BBOX_DEG"]:
             raise Problem(400, "Bad Request", f"bbox larger than {cfg['MAX_BBOX_DEG']} degrees")
         return view.in_bbox(w, s, e, n), {"bbox": [w, s, e, n]}
     if {"lat", "lon", "radius_m"} <= set(args):
