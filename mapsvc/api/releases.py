@@ -260,7 +260,10 @@ REPORT_TYPES = {"json": "application/json", "html": "text/html", "pdf": "applica
 @bp.get("/releases/<release>/report")
 @requires("read_reports")
 def report(release):
-    """The release's quality report, rendered by standards.report (thin: this route only picks the format)."""
+    """The release's quality report as stored when it was made (mapsvc.reports): serving is a read, never a
+    rendering, so report downloads cannot take CPU from tile requests."""
+    from standards.report import attachment_name
+
     fmt = request.args.get("format")
     if fmt is None:
         best = request.accept_mimetypes.best_match(list(REPORT_TYPES.values()), default="application/json")
@@ -270,15 +273,15 @@ def report(release):
     lang = request.args.get("lang") or next(iter(request.accept_languages.values()), "en")
     if not _LANG.fullmatch(lang):
         raise Problem(400, "Bad Request", "lang must be a language tag such as en or zh-CN")
-    data = _ext()["catalogue"].attachment(release, "report.json")
     try:
-        from standards.report import render
-    except ImportError:
-        render = None
-    if data is None or render is None:
-        raise Problem(404, "Not Found", f"release {release!r} has no quality report")
-    try:
-        body = render(json.loads(data), fmt, lang)
-    except USER_ERRORS as exc:  # e.g. a language the report renderer does not have
+        key = attachment_name(fmt, lang)
+    except USER_ERRORS as exc:  # a language the reports are not rendered in
         raise Problem(400, "Bad Request", str(exc)) from None
-    return Response(body, mimetype=REPORT_TYPES[fmt])
+    cat = _ext()["catalogue"]
+    data = cat.attachment(release, key)
+    if data is None:
+        if fmt != "json" and cat.attachment(release, attachment_name("json")) is not None:
+            raise Problem(404, "Not Found", f"release {release!r} has no {fmt} report rendered in {lang!r}; "
+                          "`mapsvc check --release` renders the missing ones")
+        raise Problem(404, "Not Found", f"release {release!r} has no quality report")
+    return Response(data, mimetype=REPORT_TYPES[fmt], headers={"Cache-Control": "no-cache"})
