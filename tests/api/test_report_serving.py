@@ -126,3 +126,13 @@ def test_parallel_report_downloads_do_not_delay_tiles(embedded, api_home, store,
     assert len(latencies) >= 20
     assert statistics.median(latencies) < 0.25, sorted(latencies)[-5:]
     assert max(latencies) < 1.5, sorted(latencies)[-5:]
+
+
+def test_store_report_keeps_what_is_stored(store, reports):
+    """A second `mapsvc check --release` keeps the stored report and renderings (attachments are immutable)."""
+    from mapsvc.reports import report_attachments, store_report
+
+    added = store_report(store, "r1", b'{"other": "report"}')
+    assert set(added) == {key for key, _, _ in report_attachments()} and not any(added.values())
+    assert {key: store.attachment("r1", key) for key in added} == reports
+    assert len(added) == 5 and {"report.en.pdf", "report.zh.pdf", "report.en.html", "report.zh.html"} < set(added)
