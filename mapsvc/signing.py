@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 ALGORITHM = "Ed25519"
 SIG_ATTACHMENT = "manifest.sig"
-_KEY_ID = re.compile(r"^[0-9a-f]{32}$")
+_KEY_ID = re.compile(r"[0-9a-f]{32}")  # fullmatch only: `$` accepts a trailing newline
 
 
 class SignatureError(ValueError):
@@ -65,7 +65,7 @@ def keys_dir(home: str | os.PathLike) -> Path:
 
 
 def _check_id(key_id: str) -> str:
-    if not isinstance(key_id, str) or not _KEY_ID.match(key_id):
+    if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
         raise SignatureError(f"not a key id (32 hex digits): {key_id!r}")
     return key_id
 
@@ -132,7 +132,7 @@ def list_keys(home: str | os.PathLike) -> list[PublicKey]:
     if not d.is_dir():
         return []
     active = active_key_id(home)
-    ids = [p.name[:-4] for p in d.glob("*.pub") if _KEY_ID.match(p.name[:-4])]
+    ids = [p.name[:-4] for p in d.glob("*.pub") if _KEY_ID.fullmatch(p.name[:-4])]
     keys = [_public(d, kid, active) for kid in ids]
     return sorted(keys, key=lambda k: (k.created, k.key_id))
 

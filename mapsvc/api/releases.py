@@ -24,9 +24,10 @@ from mapsvc.signing import SIG_ATTACHMENT
 bp = Blueprint("releases", __name__)
 log = logging.getLogger("mapsvc.api")
 TILE_CACHE = "public, max-age=31536000, immutable"  # tiles are content-addressed: a URL's bytes never change
-_TILE_ID = re.compile(r"^-?[0-9]{1,10}$")
-_LANG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
-_FLOAT = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$")
+# Names and numbers from URLs are checked with fullmatch only: `$` would also accept a trailing newline.
+TILE_ID = re.compile(r"-?[0-9]{1,10}")
+_LANG = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?")
+_FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
 
 
 def _ext() -> dict:
@@ -51,7 +52,7 @@ def _float_arg(name: str, lo: float, hi: float) -> float:
 
 
 def _tile_id(raw: str) -> int:
-    if not _TILE_ID.fullmatch(raw):
+    if not TILE_ID.fullmatch(raw):
         raise Problem(400, "Bad Request", "tile id must be an NDS packed tile id (an integer)")
     tid = int(raw)
     if not is_valid_tile(tid):
@@ -128,7 +129,7 @@ def signature(release):
 def tile(release, tile_id):
     ext = _ext()
     view = ext["catalogue"].release(release)
-    row = view.index.get(int(tile_id)) if _TILE_ID.fullmatch(tile_id) else None
+    row = view.index.get(int(tile_id)) if TILE_ID.fullmatch(tile_id) else None
     if row is None:
         tid = _tile_id(tile_id)
         raise Problem(404, "Not Found", f"release {release!r} has no tile {tid}")

@@ -19,7 +19,7 @@ from mapsvc.api.problems import Problem
 bp = Blueprint("stations", __name__)
 STATUS_FILE = "cors_status.json"
 STALE_AFTER_S = 10.0  # the caster writes every 2 s; older than this means it is not running
-_STATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_STATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch only: `$` accepts a trailing newline
 
 
 def _status() -> dict:
@@ -49,7 +49,7 @@ def stations():
 @bp.get("/stations/<station_id>")
 @requires("read_stations")
 def station(station_id):
-    if not _STATION_ID.match(station_id):
+    if not _STATION_ID.fullmatch(station_id):
         raise Problem(400, "Bad Request", "station ids are 1-64 letters, digits, '.', '_' or '-'")
     doc = _status()
     for st in doc.get("stations", []):
