@@ -36,9 +36,9 @@ def gunicorn_server(api_home):
     deadline = time.monotonic() + 20
     while True:
         try:
-            if requests.get(url + "/v1/health", timeout=1).status_code == 200:
+            if requests.get(url + "/v1/health", timeout=5).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused while booting, or slow on a loaded machine
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from .conftest import assert_problem
 
 TRAILERS = ["%0A", "%0D%0A", "%00", "%20", "%0B"]
+NO_SLASH = st.characters(exclude_characters="/")  # a slash is the path separator (werkzeug merges doubles: 308)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def client(api_home):
 
 
 @pytest.mark.fuzz
-@given(release=st.one_of(st.just("r1"), st.text(max_size=12)), tile=st.text(max_size=14),
+@given(release=st.one_of(st.just("r1"), st.text(NO_SLASH, max_size=12)), tile=st.text(NO_SLASH, max_size=14),
        trailer=st.sampled_from(["", "\n", "\r\n", " "]))
 def test_tile_urls_fuzzed(client, store, release, tile, trailer):
     """Any release name and tile id text: 200 only for a real tile of a real release named exactly, else a
