@@ -58,7 +58,8 @@ def check(map_path, release, report_dir, reference, checkpoints, metadata, lang,
         # JSON, HTML and PDF in every language, rendered now so that serving one is a read
         added = store_report(store, release, outputs["json"], {(f, lang): outputs[f] for f in ("html", "pdf")})
         if not added["report.json"]:  # reports are immutable once stored, like the release
-            click.echo(f"mapsvc: note: release {release!r} already has a report; the stored report was kept", err=True)
+            click.echo(f"mapsvc: note: release {release!r} already has a report; the stored report was kept",
+                       err=True)
     v = report["verdict"]
     n = sum(1 for f in report["findings"] if f["severity"] != "info")
     click.echo(f"{v['result'].upper()}: score {v['score']}, grade {v['grade']}, {n} findings "
