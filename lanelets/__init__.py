@@ -5,7 +5,8 @@
 - :func:`build` turns survey input (``.osm``, ``.gpkg``, ``.geojson``) into a Lanelet2 ``.osm``.
 """
 from lanelets.errors import MapError
-from lanelets.osm import OsmMap, read_osm, write_atomic
+from lanelets.files import write_atomic
+from lanelets.osm import OsmMap, read_osm
 from lanelets.model import load_lanelet2
 from lanelets.build import build
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from mapsvc.api.problems import Problem
 from mapsvc.api.releases import _LANG, TILE_ID, _tile_id
 from mapsvc.api.stations import _STATION_ID
-from mapsvc.signing import _KEY_ID
+from tiles.signing import _KEY_ID
 from tiles.grid import grid_to_tile, is_valid_tile, point_to_tile, tile_bbox, tile_grid
 from tiles.raster import LAYER_NAME
 from tiles.store import RELEASE_NAME

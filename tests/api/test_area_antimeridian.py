@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pyproj import Geod
 
-from mapsvc.api.catalogue import ReleaseView
+from tiles.view import ReleaseView
 from tiles.grid import point_to_tile, tile_bboxes
 
 LEVEL = 12

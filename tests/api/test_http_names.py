@@ -39,7 +39,7 @@ def test_trailing_characters_in_names_are_refused(get, tile_id, trailer):
 
 
 def test_signing_key_ids_are_fullmatched():
-    from mapsvc.signing import SignatureError, _check_id
+    from tiles.signing import SignatureError, _check_id
 
     assert _check_id("0" * 32) == "0" * 32
     for bad in ("0" * 32 + "\n", "0" * 31, "0" * 32 + " "):
