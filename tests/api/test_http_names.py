@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from .conftest import assert_problem
 
 TRAILERS = ["%0A", "%0D%0A", "%00", "%20", "%0B"]
-NO_SLASH = st.characters(exclude_characters="/")  # a slash is the path separator (werkzeug merges doubles: 308)
+NO_SLASH = st.characters(exclude_characters="/", exclude_categories=("Cs",))  # "/" separates path segments
 
 
 @pytest.fixture(scope="module")
