@@ -7,17 +7,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-# Property-based fuzzers (marker `fuzz`): a bounded number of examples in CI, many more under the `fuzz`
-# profile (`make fuzz` runs `-m fuzz` with HYPOTHESIS_PROFILE=fuzz).
-settings.register_profile("ci", max_examples=100, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=20000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+# Property-based fuzzers: a bounded run in every `make test`, a long one in `make fuzz` (HYPOTHESIS_PROFILE=fuzz).
+# Tests that set their own max_examples keep it. No deadline: CI shares 2 cores, timing is not the property.
+settings.register_profile("ci", max_examples=100, deadline=None)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "fuzz: hypothesis property-based fuzzers (longer with HYPOTHESIS_PROFILE=fuzz)")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
