@@ -10,8 +10,8 @@ tests/api/test_http_hardening.py; tile speed in benchmarks/bench_http.py):
 - hypercorn closes them, but serves tiles at about 0.4x gthread;
 - gunicorn's gevent worker parks a slow socket in a greenlet (no thread), bounds the whole header read by
   ``keepalive`` seconds (``gevent.Timeout`` around the parser in ``AsyncWorker.handle``) and then closes it.
-  The price: tile GETs at about 0.8x the gthread throughput (median of interleaved runs on a loaded 2-core
-  machine; benchmarks/bench_http.py runs both in the same run), still above bare Flask on the same server.
+  Tile GETs stay as fast: 1.09x the same API on gthread at load ~5 (median of interleaved runs), 0.78x at
+  load ~12 on this shared 2-core machine; benchmarks/bench_http.py runs both in the same run.
 Heavy work (PDF rendering) is not done on request greenlets: reports are rendered when they are made and
 served as stored files (mapsvc/reports.py).
 """
