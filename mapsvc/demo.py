@@ -66,7 +66,9 @@ def run_report_demo(release: str) -> dict:
     outputs = {fmt: render(report, fmt, "zh" if fmt == "pdf" else "en") for fmt in ("json", "html", "pdf")}
     for fmt, data in outputs.items():
         write_atomic(out / f"report.{fmt}", data)
-    store.add_attachment(release, "report.json", outputs["json"], False)
+    from mapsvc.reports import store_report
+
+    store_report(store, release, outputs["json"], {("html", "en"): outputs["html"], ("pdf", "zh"): outputs["pdf"]})
     v = report["verdict"]
     click.echo(f"    {v['result']}: score {v['score']}, grade {v['grade']} (an illustrative map has no map-review "
                f"number, so the report cannot pass; see report.html)")

@@ -79,7 +79,8 @@ def spec() -> dict:
             "/v1/releases/{release}/tiles": {"get": _op(
                 "Tiles of the release in an area: bbox, or lat/lon/radius_m", _json_ok(ref("TileList")), *_AUTH,
                 params=[_RELEASE,
-                        _q("bbox", {"type": "string", "pattern": "^[^,]+,[^,]+,[^,]+,[^,]+$"}, "west,south,east,north"),
+                        _q("bbox", {"type": "string", "pattern": "^[^,]+,[^,]+,[^,]+,[^,]+$"},
+                           "west,south,east,north (west > east: the box crosses the antimeridian)"),
                         _q("lat", {"type": "number", "minimum": -90, "maximum": 90}),
                         _q("lon", {"type": "number", "minimum": -180, "maximum": 180}),
                         _q("radius_m", {"type": "number", "minimum": 0})])},

@@ -19,7 +19,7 @@ from mapsvc.api.problems import Problem
 bp = Blueprint("stations", __name__)
 STATUS_FILE = "cors_status.json"
 STALE_AFTER_S = 10.0  # the caster writes every 2 s; older than this means it is not running
-_STATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_STATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch only: `$` accepts a trailing newline
 
 
 def _status() -> dict:
