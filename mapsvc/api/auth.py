@@ -21,6 +21,9 @@ PERMISSIONS = {
     "read_stations": ("vehicle", "producer", "surveyor", "admin"),
     "read_metrics": ("admin",),
     "read_rinex": ("surveyor", "admin"),  # station observation archive for post-processing
+    "read_identity": ("vehicle", "producer", "surveyor", "admin"),
+    "use_console": ("producer", "surveyor", "admin"),
+    "read_precise_positions": ("admin",),  # below admin, station positions are rounded to 0.01 degree
 }
 _MAX_TOKEN = 512
 _CHALLENGE = 'Bearer realm="mapsvc"'
