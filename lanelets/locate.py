@@ -1,0 +1,212 @@
+"""Which lanelet is the vehicle in: lanelet2 matching, then the lane's own coordinates there.
+
+Positions come in the map's own lon/lat (for a published map: already in the release frame and offset);
+they are projected as lanelet2's ``UtmProjector`` does (pyproj, whole arrays), matched one by one with
+``lanelet2.matching.getDeterministicMatches``, and restricted to lanelets a vehicle may drive on under
+lanelet2's traffic rules (so crosswalks, walkways, bicycle lanes and rails never come back).
+
+Lateral offset, along-track distance and lane heading are computed for all (position, lanelet) pairs at once
+(numpy, grouped by lanelet), which costs a fraction of the per-point lanelet2 calls;
+``lanelet2.geometry.toArcCoordinates`` would do the same one point per call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lanelets.projection import local_to_lonlat, lonlat_to_local, utm_epsg
+
+TRACK_MIN_STEP_M = 0.3     # consecutive positions closer than this give no usable track heading
+HEADING_WEIGHT_M = 5.0     # a lanelet 90° off the track heading costs as much as 5 m of lateral offset
+
+
+@dataclass
+class Located:
+    """One row per position. ``lanelet`` is -1 where no drivable lanelet is under the position."""
+
+    lanelet: np.ndarray        # int64
+    lateral_m: np.ndarray      # + left of the driving direction
+    along_m: np.ndarray
+    heading_deg: np.ndarray    # lane direction there, clockwise from true north
+    candidates: list           # per position: the other drivable lanelets there (junction overlaps)
+
+    def __len__(self) -> int:
+        return len(self.lanelet)
+
+    def row(self, i: int) -> dict:
+        if self.lanelet[i] < 0:
+            return {"lanelet": None, "lateral_m": None, "along_m": None, "heading_deg": None, "candidates": []}
+        return {"lanelet": int(self.lanelet[i]), "lateral_m": round(float(self.lateral_m[i]), 3),
+                "along_m": round(float(self.along_m[i]), 3), "heading_deg": round(float(self.heading_deg[i]), 2),
+                "candidates": [int(c) for c in self.candidates[i]]}
+
+
+def drivable_ids(lmap) -> set[int]:
+    """Lanelets a vehicle may use under lanelet2's traffic rules (German rules: lanelet2's reference set)."""
+    from lanelet2.traffic_rules import Locations, Participants, create
+
+    rules = create(Locations.Germany, Participants.Vehicle)
+    return {ll.id for ll in lmap.laneletLayer if rules.canPass(ll)}
+
+
+class LaneletLocator:
+    """Built once per map; :meth:`locate` takes whole arrays of map lon/lat.
+
+    ``origin``: (lat, lon) of the projector the map was loaded with (lanelet2 UtmProjector convention)."""
+
+    def __init__(self, lmap, origin: tuple[float, float]):
+        self.lmap = lmap
+        self.origin = (float(origin[0]), float(origin[1]))
+        self.drivable = drivable_ids(lmap)
+        self._row: dict[int, int] = {}
+        starts, vecs, s0 = [], [], []
+        first = [0]
+        for ll in lmap.laneletLayer:
+            if ll.id not in self.drivable:
+                continue
+            c = np.array([(p.x, p.y) for p in ll.centerline], dtype=np.float64)
+            if len(c) < 2:
+                continue
+            self._row[ll.id] = len(first) - 1
+            d = np.diff(c, axis=0)
+            starts.append(c[:-1])
+            vecs.append(d)
+            s0.append(np.r_[0.0, np.cumsum(np.hypot(d[:, 0], d[:, 1]))[:-1]])
+            first.append(first[-1] + len(d))
+        self.ids = np.fromiter(self._row, dtype=np.int64, count=len(self._row))
+        # centre lines as one segment table (CSR: lanelet row -> segments first[row]:first[row+1])
+        self._first = np.array(first, dtype=np.int64)
+        self._a = np.concatenate(starts) if starts else np.empty((0, 2))
+        self._d = np.concatenate(vecs) if vecs else np.empty((0, 2))
+        self._s0 = np.concatenate(s0) if s0 else np.empty(0)
+        self._dd = np.einsum("ij,ij->i", self._d, self._d)
+        self._dd[self._dd == 0] = np.inf
+        self.length = np.add.reduceat(np.sqrt(np.einsum("ij,ij->i", self._d, self._d)), self._first[:-1]) \
+            if starts else np.empty(0)
+        # meridian convergence of the UTM grid per lanelet (varies < 0.01° along one lanelet)
+        self._epsg = utm_epsg(*self.origin)
+        if starts:
+            mid = self._a[self._first[:-1]]
+            lon, lat = local_to_lonlat(mid[:, 0], mid[:, 1], *self.origin)
+            from pyproj import Proj
+
+            self._conv = np.asarray(Proj(self._epsg).get_factors(lon, lat).meridian_convergence)
+        else:
+            self._conv = np.empty(0)
+
+    def centerline(self, lanelet_id: int) -> np.ndarray:
+        r = self._row[int(lanelet_id)]
+        a = self._a[self._first[r]:self._first[r + 1]]
+        return np.vstack([a, a[-1] + self._d[self._first[r + 1] - 1]])
+
+    def to_local(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+        return lonlat_to_local(lon, lat, *self.origin)
+
+    # -- matching -----------------------------------------------------------------------------------------
+    def match_xy(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position index, lanelet row) pairs: the drivable lanelets containing each point, from lanelet2's
+        deterministic matching (one call per point)."""
+        from lanelet2.matching import Object2d, Pose2d, getDeterministicMatches
+
+        lmap, row = self.lmap, self._row
+        obj = Object2d()
+        rows: list[int] = []
+        counts: list[int] = []
+        for xi, yi in zip(x.tolist(), y.tolist()):
+            obj.pose = Pose2d(xi, yi, 0.0)
+            got = [row.get(m.lanelet.id, -1) for m in getDeterministicMatches(lmap, obj, 0.0)]
+            rows += got
+            counts.append(len(got))
+        point_of = np.repeat(np.arange(len(counts)), counts)
+        rows_a = np.array(rows, dtype=np.int64)
+        keep = rows_a >= 0
+        # a lanelet and its inverse both match: one pair each
+        key = np.unique(point_of[keep] * (len(self._first) + 1) + rows_a[keep])
+        return key // (len(self._first) + 1), key % (len(self._first) + 1)
+
+    def locate(self, lon, lat, *, track: bool = False) -> Located:
+        """Locate map lon/lat arrays. ``track``: the positions are consecutive fixes of one vehicle, so the
+        direction of travel breaks ties where lanelets overlap (junctions)."""
+        lon = np.asarray(lon, dtype=np.float64)
+        lat = np.asarray(lat, dtype=np.float64)
+        x, y = self.to_local(lon, lat)
+        point_of, rows = self.match_xy(x, y)
+        return self.lane_coordinates(x, y, point_of, rows, track=track)
+
+    def _project(self, px, py, rows):
+        """Foot point on each pair's centre line: (along, signed lateral, grid heading deg).
+
+        Written here rather than with shapely's line_locate_point/interpolate: grouped by lanelet, one
+        (points x segments) numpy pass costs far less than the per-pair shapely calls."""
+        n = len(rows)
+        along = np.empty(n)
+        lateral = np.empty(n)
+        heading = np.empty(n)
+        order = np.argsort(rows, kind="stable")
+        bounds = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1], True])
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            idx = order[lo:hi]
+            r = rows[idx[0]]
+            seg = slice(self._first[r], self._first[r + 1])
+            a, d, dd = self._a[seg], self._d[seg], self._dd[seg]
+            rx = px[idx, None] - a[:, 0]
+            ry = py[idx, None] - a[:, 1]
+            t = np.clip((rx * d[:, 0] + ry * d[:, 1]) / dd, 0.0, 1.0)
+            ex = rx - t * d[:, 0]
+            ey = ry - t * d[:, 1]
+            k = np.argmin(ex * ex + ey * ey, axis=1)
+            j = np.arange(len(idx))
+            dk = d[k]
+            seg_len = np.sqrt(dd[k])
+            along[idx] = self._s0[seg][k] + t[j, k] * np.where(np.isfinite(seg_len), seg_len, 0.0)
+            dist = np.hypot(ex[j, k], ey[j, k])
+            # + left of the lane direction: z of (direction x offset)
+            left = dk[:, 0] * ry[j, k] - dk[:, 1] * rx[j, k] >= 0
+            lateral[idx] = np.where(left, dist, -dist)
+            heading[idx] = np.degrees(np.arctan2(dk[:, 0], dk[:, 1])) + self._conv[r]
+        return along, lateral, heading
+
+    def lane_coordinates(self, x, y, point_of, rows, *, track: bool = False) -> Located:
+        n = len(x)
+        lanelet = np.full(n, -1, dtype=np.int64)
+        lateral = np.full(n, np.nan)
+        along = np.full(n, np.nan)
+        heading = np.full(n, np.nan)
+        candidates = [[] for _ in range(n)]
+        if len(rows) == 0:
+            return Located(lanelet, lateral, along, heading, candidates)
+        s, lat_pair, head_pair = self._project(x[point_of], y[point_of], rows)
+        score = np.abs(lat_pair)
+        if track and n > 1:
+            vx, vy = np.gradient(x), np.gradient(y)
+            moving = np.hypot(vx, vy) >= TRACK_MIN_STEP_M / 2
+            travel = np.degrees(np.arctan2(vx, vy))[point_of]
+            off = 1 - np.cos(np.radians(head_pair - travel))
+            score = score + np.where(moving[point_of], HEADING_WEIGHT_M * off, 0.0)
+        # best pair per position: sort by (position, score), take the first of each position
+        order = np.lexsort((score, point_of))
+        head = np.r_[True, point_of[order][1:] != point_of[order][:-1]]
+        best = order[head]
+        p = point_of[best]
+        lanelet[p] = self.ids[rows[best]]
+        lateral[p] = lat_pair[best]
+        along[p] = s[best]
+        heading[p] = head_pair[best] % 360.0
+        for i in order[~head].tolist():  # the other drivable lanelets at the same place
+            candidates[point_of[i]].append(int(self.ids[rows[i]]))
+        return Located(lanelet, lateral, along, heading, candidates)
+
+
+def lanelet_locator(path_or_map, origin: tuple[float, float] | None = None) -> LaneletLocator:
+    """Load a Lanelet2 map (robustly) and build its locator."""
+    from lanelets.model import default_origin, load_lanelet2
+    from lanelets.osm import OsmMap, read_osm
+
+    m = path_or_map if isinstance(path_or_map, OsmMap) else read_osm(path_or_map)
+    origin = origin or default_origin(m)
+    lmap, _projector, _errors = load_lanelet2(m, origin)
+    return LaneletLocator(lmap, origin)
+
+
+__all__ = ["Located", "LaneletLocator", "drivable_ids", "lanelet_locator"]
