@@ -31,6 +31,8 @@ import numpy as np
 from pyproj import Transformer
 from pyproj.datadir import get_data_dir
 
+from lanelets.errors import MapError
+
 HUB_EPOCH = 2000.0
 DEFAULT_PLATE = "EURA"
 DEFAULT_FRAME = "CGCS2000"
@@ -42,7 +44,7 @@ ITRF2014_TO_ITRF97 = {"x": 0.0074, "y": -0.0005, "z": -0.0628, "s": 0.0038, "rx"
                       "drz": 0.00002, "t_epoch": 2010.0}
 
 
-class FrameError(ValueError):
+class FrameError(MapError):
     """A frame or epoch is unknown, missing or contradicts the frame's definition (one line)."""
 
 

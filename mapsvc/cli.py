@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "mapsvc.commands.service",
     "mapsvc.commands.api",
     "mapsvc.commands.check",
+    "mapsvc.commands.locate",
 )
 
 

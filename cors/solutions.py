@@ -1,0 +1,135 @@
+"""Vehicle positions from files: RTKLIB solution files (.pos) and NMEA GGA.
+
+RTKLIB ``.pos`` (as ``rnx2rtkp``, ``rtkrcv`` and ``mapsvc rover`` write them): '%' header lines, then one
+epoch per line — time (``YYYY/MM/DD HH:MM:SS.sss`` or ``WEEK TOW``), then latitude/longitude (deg)/height or
+x/y/z-ecef, then Q and ns. Read here with numpy over the whole file: pyrtklib's ``readsol`` returns one
+``sol_t`` per epoch, and 100,000 Python attribute reads cost more than locating them (the reader is checked
+against ``readsol`` in the tests). GGA sentences are parsed with pynmeagps.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cors.errors import CorsError
+
+GPS_EPOCH = np.datetime64("1980-01-06T00:00:00", "ms")
+
+
+class SolutionFileError(CorsError):
+    """A position file cannot be read (one line naming the file)."""
+
+
+@dataclass
+class Positions:
+    lat: np.ndarray
+    lon: np.ndarray
+    height: np.ndarray
+    time: np.ndarray | None = None      # datetime64[ms] in the file's time system, or None (e.g. GGA)
+    time_system: str = ""               # "GPST", "UTC", ... as the file says
+    quality: np.ndarray | None = None   # RTKLIB Q (1 fix, 2 float, ...) / GGA fix quality
+
+    def __len__(self) -> int:
+        return len(self.lat)
+
+    def epochs(self) -> np.ndarray | None:
+        """Decimal years of the positions (None without times)."""
+        if self.time is None:
+            return None
+        return decimal_years(self.time)
+
+    def time_strings(self) -> list[str | None]:
+        if self.time is None:
+            return [None] * len(self)
+        suffix = "Z" if self.time_system == "UTC" else (f" {self.time_system}" if self.time_system else "")
+        return [s + suffix for s in np.datetime_as_string(self.time, unit="ms").tolist()]
+
+
+def decimal_years(t: np.ndarray) -> np.ndarray:
+    t = np.asarray(t, dtype="datetime64[ms]")
+    year = t.astype("datetime64[Y]")
+    start = year.astype("datetime64[ms]")
+    end = (year + 1).astype("datetime64[ms]")
+    return year.astype(np.int64) + 1970 + (t - start).astype(np.float64) / (end - start).astype(np.float64)
+
+
+def read_pos(path: str | os.PathLike) -> Positions:
+    """An RTKLIB solution file in llh (degrees) or xyz-ecef; ECEF is converted to lon/lat/h with pyproj."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SolutionFileError(f"{path}: {exc.strerror or exc}") from None
+    lines = data.splitlines()
+    header = [ln for ln in lines if ln.startswith(b"%")]
+    body = [ln for ln in lines if ln.strip() and not ln.startswith(b"%")]
+    colnames = header[-1].decode("ascii", "replace").lower() if header else ""
+    if not body:
+        raise SolutionFileError(f"{path}: no solution lines")
+    if "latitude(d'" in colnames or "latitude(dms" in colnames:
+        raise SolutionFileError(f"{path}: latitude/longitude in deg-min-sec; write the solution in degrees "
+                                "(RTKLIB out-solformat=llh, out-degform=deg)")
+    ecef = "x-ecef" in colnames
+    tokens = b" ".join(body).split()
+    ncol = len(body[0].split())
+    if len(tokens) != ncol * len(body):
+        raise SolutionFileError(f"{path}: lines have different numbers of columns")
+    cols = np.array(tokens, dtype=object).reshape(len(body), ncol)
+    first = cols[0, 0]
+    try:
+        if b"/" in first:  # calendar time: YYYY/MM/DD HH:MM:SS.sss
+            iso = [d.replace(b"/", b"-").decode() + "T" + t.decode() for d, t in zip(cols[:, 0], cols[:, 1])]
+            time = np.array(iso, dtype="datetime64[ms]")
+        else:  # GPS week and seconds of week
+            week = cols[:, 0].astype(np.int64)
+            tow = cols[:, 1].astype(np.float64)
+            time = GPS_EPOCH + (week * 604800_000 + np.round(tow * 1000).astype(np.int64)).astype("timedelta64[ms]")
+        a, b, c = (cols[:, k].astype(np.float64) for k in (2, 3, 4))
+        quality = cols[:, 5].astype(np.int64) if ncol > 5 else None
+    except (ValueError, TypeError) as exc:
+        raise SolutionFileError(f"{path}: not an RTKLIB solution file ({exc})") from None
+    if ecef:
+        from lanelets.projection import transformer
+
+        lon, lat, h = transformer("EPSG:4978", "EPSG:4979").transform(a, b, c)
+    else:
+        lat, lon, h = a, b, c
+    if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 180):
+        raise SolutionFileError(f"{path}: latitude/longitude outside WGS-84 ranges")
+    system = "UTC" if "utc" in colnames else ("GPST" if "gpst" in colnames or b"/" not in first else "")
+    return Positions(np.asarray(lat), np.asarray(lon), np.asarray(h), time, system, quality)
+
+
+def read_gga(path: str | os.PathLike) -> Positions:
+    """Every GGA sentence of an NMEA 0183 log with a fix (any talker: $GPGGA, $GNGGA, ...). Height is
+    ellipsoidal: altitude above the geoid plus the geoid separation. GGA carries no date, so time is None
+    (the epoch comes from --epoch)."""
+    from pynmeagps import NMEAReader
+    from pynmeagps.exceptions import NMEAParseError
+
+    path = Path(path)
+    lat, lon, h, q = [], [], [], []
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise SolutionFileError(f"{path}: {exc.strerror or exc}") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line.startswith("$") or line[3:6] != "GGA":
+            continue
+        try:
+            msg = NMEAReader.parse(line)
+        except NMEAParseError as exc:
+            raise SolutionFileError(f"{path}:{n}: bad NMEA sentence ({exc})") from None
+        if not msg.quality or msg.lat == "" or msg.lon == "":
+            continue  # no fix
+        lat.append(float(msg.lat))
+        lon.append(float(msg.lon))
+        h.append(float(msg.alt or 0.0) + float(msg.sep or 0.0))
+        q.append(int(msg.quality))
+    if not lat:
+        raise SolutionFileError(f"{path}: no GGA sentence with a fix")
+    return Positions(np.array(lat), np.array(lon), np.array(h), None, "", np.array(q))
