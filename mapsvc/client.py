@@ -379,7 +379,10 @@ class VehicleClient:
         raw = (self.cache / "manifests" / f"{release}.json").read_bytes()
         try:
             sig = (self.cache / "manifests" / f"{release}.sig").read_bytes()
-            signing.verify_bytes(raw, sig, self._pinned_key(state))
+            # the key pinned at fetch time (state.json); no network on the vehicle's hot path
+            key = signing.load_public_key(state["public_key"].encode()) if state.get("public_key") \
+                else self._pinned_key(state)
+            signing.verify_bytes(raw, sig, key)
         except (OSError, signing.SignatureError) as exc:
             raise VerificationError(f"cached release {release}: {exc}; manifest rejected") from None
         return MapFrame.of(json.loads(raw), self.home)
