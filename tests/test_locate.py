@@ -70,7 +70,7 @@ def sample_truth(baseline: Path, origin, n_max=150, seed=0):
     polys = np.array([shapely.Polygon([(p.x, p.y) for p in ll.polygon2d()]) for ll in lls])
     tree = shapely.STRtree(polys)
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, ids = [], []
     for k in rng.permutation(len(lls))[: n_max * 2]:
         ll = lls[k]
         c = lanelet2.geometry.to2D(ll.centerline)
@@ -89,11 +89,12 @@ def sample_truth(baseline: Path, origin, n_max=150, seed=0):
             continue
         arc = lanelet2.geometry.toArcCoordinates(c, BasicPoint2d(x, y))
         g = projector.reverse(BasicPoint3d(x, y, 0.0))
-        rows.append((g.lon, g.lat, ll.id, arc.distance, arc.length))
+        rows.append((g.lon, g.lat, arc.distance, arc.length))
+        ids.append(ll.id)  # ids up to 2^63: kept out of the float array
         if len(rows) >= n_max:
             break
     a = np.array(rows)
-    return a[:, 0], a[:, 1], a[:, 2].astype(np.int64), a[:, 3], a[:, 4]
+    return a[:, 0], a[:, 1], np.array(ids, dtype=np.int64), a[:, 2], a[:, 3]
 
 
 def _publish_and_serve(moved, origin, home, monkeypatch, yaml_text=None, level=14, name="b1"):
@@ -162,7 +163,8 @@ def test_locate_on_shared_maps_moved_into_beijing(src, tmp_path, live, monkeypat
     got = c.locate(lat, lon, h, frame="CGCS2000")
     assert np.array_equal(got.lanelet, ids), np.flatnonzero(got.lanelet != ids)[:5]
     assert np.abs(got.lateral_m - lateral).max() < 0.05
-    assert np.abs(got.along_m - along).max() < 0.10
+    # along is measured in the published map: GCJ-02 stretches it by up to ~3e-3 (its local scale error)
+    assert (np.abs(got.along_m - along) < 0.05 + 5e-3 * along).all()
 
     ilon, ilat, ih = to_itrf2014_2026_9(lon, lat, h)
     assert np.median(GEOD.inv(lon, lat, ilon, ilat)[2]) > 0.5  # the frames really differ here
