@@ -105,31 +105,48 @@ def read_pos(path: str | os.PathLike) -> Positions:
 
 def read_gga(path: str | os.PathLike) -> Positions:
     """Every GGA sentence of an NMEA 0183 log with a fix (any talker: $GPGGA, $GNGGA, ...). Height is
-    ellipsoidal: altitude above the geoid plus the geoid separation. GGA carries no date, so time is None
-    (the epoch comes from --epoch)."""
+    ellipsoidal: altitude above the geoid plus the geoid separation. GGA carries only the time of day: the
+    date comes from the log's RMC sentences (UTC); without any, time is None (the epoch then comes from
+    --epoch)."""
     from pynmeagps import NMEAReader
     from pynmeagps.exceptions import NMEAParseError
 
     path = Path(path)
-    lat, lon, h, q = [], [], [], []
+    lat, lon, h, q, tod, day = [], [], [], [], [], []
+    date = None
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError as exc:
         raise SolutionFileError(f"{path}: {exc.strerror or exc}") from None
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
-        if not line.startswith("$") or line[3:6] != "GGA":
+        if not line.startswith("$") or line[3:6] not in ("GGA", "RMC"):
             continue
         try:
             msg = NMEAReader.parse(line)
         except NMEAParseError as exc:
             raise SolutionFileError(f"{path}:{n}: bad NMEA sentence ({exc})") from None
+        if msg.msgID == "RMC":
+            date = getattr(msg, "date", None) or date
+            continue
         if not msg.quality or msg.lat == "" or msg.lon == "":
             continue  # no fix
+        tod.append(msg.time)
+        day.append(date)
         lat.append(float(msg.lat))
         lon.append(float(msg.lon))
         h.append(float(msg.alt or 0.0) + float(msg.sep or 0.0))
         q.append(int(msg.quality))
     if not lat:
         raise SolutionFileError(f"{path}: no GGA sentence with a fix")
-    return Positions(np.array(lat), np.array(lon), np.array(h), None, "", np.array(q))
+    time = None
+    if all(d is not None and d != "" for d in day):
+        import datetime as dt
+
+        time = np.array([dt.datetime.combine(d, t.replace(tzinfo=None)) for d, t in zip(day, tod)],
+                        dtype="datetime64[ms]")
+        # an RMC date is that of its own second: a GGA after midnight UTC before the next RMC rolls over
+        back = np.r_[False, np.diff(time) < np.timedelta64(-12, "h")]
+        time = time + np.cumsum(back) * np.timedelta64(1, "D")
+    return Positions(np.array(lat), np.array(lon), np.array(h), time, "UTC" if time is not None else "",
+                     np.array(q))
