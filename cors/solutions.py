@@ -63,33 +63,39 @@ def read_pos(path: str | os.PathLike) -> Positions:
         data = path.read_bytes()
     except OSError as exc:
         raise SolutionFileError(f"{path}: {exc.strerror or exc}") from None
-    lines = data.splitlines()
-    header = [ln for ln in lines if ln.startswith(b"%")]
-    body = [ln for ln in lines if ln.strip() and not ln.startswith(b"%")]
+    # '%' header lines come first; the body is parsed column-wise over the whole file
+    offset = 0
+    header = []
+    while data.startswith(b"%", offset) or data.startswith(b"\n", offset):
+        nl = data.find(b"\n", offset)
+        nl = len(data) if nl < 0 else nl
+        if data.startswith(b"%", offset):
+            header.append(data[offset:nl])
+        offset = nl + 1
     colnames = header[-1].decode("ascii", "replace").lower() if header else ""
-    if not body:
-        raise SolutionFileError(f"{path}: no solution lines")
     if "latitude(d'" in colnames or "latitude(dms" in colnames:
         raise SolutionFileError(f"{path}: latitude/longitude in deg-min-sec; write the solution in degrees "
                                 "(RTKLIB out-solformat=llh, out-degform=deg)")
     ecef = "x-ecef" in colnames
-    tokens = b" ".join(body).split()
-    ncol = len(body[0].split())
-    if len(tokens) != ncol * len(body):
+    body = data[offset:]
+    tokens = body.split()
+    if not tokens:
+        raise SolutionFileError(f"{path}: no solution lines")
+    ncol = len(body[: body.find(b"\n") if b"\n" in body else len(body)].split())
+    if len(tokens) % ncol or b"%" in body:
         raise SolutionFileError(f"{path}: lines have different numbers of columns")
-    cols = np.array(tokens, dtype=object).reshape(len(body), ncol)
-    first = cols[0, 0]
+    first = tokens[0]
     try:
+        c0, c1 = np.array(tokens[0::ncol]), np.array(tokens[1::ncol])
         if b"/" in first:  # calendar time: YYYY/MM/DD HH:MM:SS.sss
-            iso = [d.replace(b"/", b"-").decode() + "T" + t.decode() for d, t in zip(cols[:, 0], cols[:, 1])]
-            time = np.array(iso, dtype="datetime64[ms]")
+            time = _calendar(c0, c1)
         else:  # GPS week and seconds of week
-            week = cols[:, 0].astype(np.int64)
-            tow = cols[:, 1].astype(np.float64)
+            week = c0.astype(np.int64)
+            tow = c1.astype(np.float64)
             time = GPS_EPOCH + (week * 604800_000 + np.round(tow * 1000).astype(np.int64)).astype("timedelta64[ms]")
-        a, b, c = (cols[:, k].astype(np.float64) for k in (2, 3, 4))
-        quality = cols[:, 5].astype(np.int64) if ncol > 5 else None
-    except (ValueError, TypeError) as exc:
+        a, b, c = (np.array(tokens[k::ncol]).astype(np.float64) for k in (2, 3, 4))
+        quality = np.array(tokens[5::ncol]).astype(np.int64) if ncol > 5 else None
+    except (ValueError, TypeError, IndexError) as exc:
         raise SolutionFileError(f"{path}: not an RTKLIB solution file ({exc})") from None
     if ecef:
         from lanelets.projection import transformer
@@ -101,6 +107,22 @@ def read_pos(path: str | os.PathLike) -> Positions:
         raise SolutionFileError(f"{path}: latitude/longitude outside WGS-84 ranges")
     system = "UTC" if "utc" in colnames else ("GPST" if "gpst" in colnames or b"/" not in first else "")
     return Positions(np.asarray(lat), np.asarray(lon), np.asarray(h), time, system, quality)
+
+
+def _calendar(dates: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """datetime64[ms] from 'YYYY/MM/DD' and 'HH:MM:SS.sss' byte-string arrays (few distinct dates per file:
+    each is converted once)."""
+    days, inverse = np.unique(dates, return_inverse=True)
+    day = np.array([d.replace(b"/", b"-").decode() for d in days.tolist()], dtype="datetime64[D]")[inverse]
+    w = times.dtype.itemsize
+    v = times.view(np.uint8).reshape(len(times), w)
+    if w < 8 or not (np.all(v[:, 2] == ord(":")) and np.all(v[:, 5] == ord(":"))):
+        raise ValueError("time of day is not HH:MM:SS")
+    hh = (v[:, 0] - 48).astype(np.int64) * 10 + (v[:, 1] - 48)
+    mm = (v[:, 3] - 48).astype(np.int64) * 10 + (v[:, 4] - 48)
+    ss = np.ascontiguousarray(v[:, 6:]).view(f"S{w - 6}").ravel().astype(np.float64)
+    ms = (hh * 3600 + mm * 60) * 1000 + np.round(ss * 1000).astype(np.int64)
+    return day.astype("datetime64[ms]") + ms.astype("timedelta64[ms]")
 
 
 def read_gga(path: str | os.PathLike) -> Positions:

@@ -191,6 +191,33 @@ class FrameTransform:
         return x, y, z
 
 
+    def by_cells(self, lon, lat, h=None, epoch=None, cell_deg: float = 0.01, cell_years: float = 1e-3):
+        """The same for many positions, transforming one point per (0.01° cell, 0.001-year) and shifting the
+        positions of a cell by its centre's shift. The shift varies by < 0.2 mm across a cell (plate rotation
+        ~1e-7 rad over 1.1 km; the degree-per-metre change with latitude) and by 15 µm over half a cell's
+        time; tests bound it against the exact transform. For 100,000 vehicle fixes this is one pyproj call
+        on a few dozen points instead of 100,000."""
+        lon = np.asarray(lon, dtype=np.float64)
+        lat = np.asarray(lat, dtype=np.float64)
+        h = np.zeros_like(lon) if h is None else np.broadcast_to(np.asarray(h, dtype=np.float64), lon.shape)
+        t = np.broadcast_to(np.asarray(self.src.fixed_epoch if self.src.fixed_epoch is not None else
+                                       (np.nan if epoch is None else epoch), dtype=np.float64), lon.shape)
+        if lon.size < 1000 or not np.all(np.isfinite(t)):
+            return self(lon, lat, h, epoch)
+        i = np.floor(lon / cell_deg).astype(np.int64)
+        j = np.floor(lat / cell_deg).astype(np.int64)
+        k = np.rint(t / cell_years).astype(np.int64)
+        i0, j0, k0 = i.min(), j.min(), k.min()
+        nj, nk = j.max() - j0 + 1, k.max() - k0 + 1
+        keys, inverse = np.unique(((i - i0) * nj + (j - j0)) * nk + (k - k0), return_inverse=True)
+        c_lon = (keys // (nj * nk) + i0 + 0.5) * cell_deg
+        c_lat = (keys // nk % nj + j0 + 0.5) * cell_deg
+        c_t = (keys % nk + k0) * cell_years
+        o_lon, o_lat, o_h = self(c_lon, c_lat, np.zeros(len(c_lon)),
+                                 c_t if self.src.fixed_epoch is None else None)
+        return lon + (o_lon - c_lon)[inverse], lat + (o_lat - c_lat)[inverse], h + o_h[inverse]
+
+
 def transform(lon, lat, h, src: str, dst: str, *, epoch=None, dst_epoch=None, plate: str = DEFAULT_PLATE):
     """One-shot form of :class:`FrameTransform` (``src``/``dst`` may carry ``@EPOCH``)."""
     s, s_epoch = parse(src, None)

@@ -137,43 +137,43 @@ class LaneletLocator:
     def _project(self, px, py, rows):
         """Foot point on each pair's centre line: (along, signed lateral, grid heading deg).
 
-        Written here rather than with shapely's line_locate_point/interpolate: grouped by lanelet, one
-        (points x segments) numpy pass costs far less than the per-pair shapely calls."""
-        n = len(rows)
-        along = np.empty(n)
-        lateral = np.empty(n)
-        heading = np.empty(n)
-        order = np.argsort(rows, kind="stable")
-        bounds = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1], True])
-        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            idx = order[lo:hi]
-            r = rows[idx[0]]
-            seg = slice(self._first[r], self._first[r + 1])
-            a, d, dd = self._a[seg], self._d[seg], self._dd[seg]
-            rx = px[idx, None] - a[:, 0]
-            ry = py[idx, None] - a[:, 1]
-            t = np.clip((rx * d[:, 0] + ry * d[:, 1]) / dd, 0.0, 1.0)
-            ex = rx - t * d[:, 0]
-            ey = ry - t * d[:, 1]
-            k = np.argmin(ex * ex + ey * ey, axis=1)
-            j = np.arange(len(idx))
-            dk = d[k]
-            seg_len = np.sqrt(dd[k])
-            along[idx] = self._s0[seg][k] + t[j, k] * np.where(np.isfinite(seg_len), seg_len, 0.0)
-            dist = np.hypot(ex[j, k], ey[j, k])
-            # + left of the lane direction: z of (direction x offset)
-            left = dk[:, 0] * ry[j, k] - dk[:, 1] * rx[j, k] >= 0
-            lateral[idx] = np.where(left, dist, -dist)
-            heading[idx] = np.degrees(np.arctan2(dk[:, 0], dk[:, 1])) + self._conv[r]
+        Written here rather than with shapely's line_locate_point/interpolate: one flat numpy pass over all
+        (pair, segment) combinations (CSR) costs far less than per-pair geometry calls."""
+        first = self._first
+        nseg = first[rows + 1] - first[rows]
+        pair = np.repeat(np.arange(len(rows)), nseg)
+        starts = np.cumsum(nseg) - nseg
+        seg = np.arange(len(pair)) - np.repeat(starts, nseg) + np.repeat(first[rows], nseg)
+        a, d, dd = self._a[seg], self._d[seg], self._dd[seg]
+        rx = px[pair] - a[:, 0]
+        ry = py[pair] - a[:, 1]
+        t = np.clip((rx * d[:, 0] + ry * d[:, 1]) / dd, 0.0, 1.0)
+        ex = rx - t * d[:, 0]
+        ey = ry - t * d[:, 1]
+        d2 = ex * ex + ey * ey
+        # nearest segment of each pair: the first segment reaching the pair's minimum (runs are contiguous)
+        at_min = np.flatnonzero(d2 == np.repeat(np.minimum.reduceat(d2, starts), nseg))
+        best = at_min[np.r_[True, pair[at_min][1:] != pair[at_min][:-1]]]
+        k = seg[best]
+        dk = self._d[k]
+        seg_len = np.sqrt(np.where(np.isfinite(self._dd[k]), self._dd[k], 0.0))
+        along = self._s0[k] + t[best] * seg_len
+        dist = np.sqrt(d2[best])
+        # + left of the lane direction: z of (direction x offset)
+        left = dk[:, 0] * ry[best] - dk[:, 1] * rx[best] >= 0
+        lateral = np.where(left, dist, -dist)
+        heading = np.degrees(np.arctan2(dk[:, 0], dk[:, 1])) + self._conv[rows]
         return along, lateral, heading
 
     def lane_coordinates(self, x, y, point_of, rows, *, track: bool = False) -> Located:
+        """Lane coordinates of the best pair per position; ``point_of``/``rows`` sorted by position, as
+        :meth:`match_xy` returns them."""
         n = len(x)
         lanelet = np.full(n, -1, dtype=np.int64)
         lateral = np.full(n, np.nan)
         along = np.full(n, np.nan)
         heading = np.full(n, np.nan)
-        candidates = [[] for _ in range(n)]
+        candidates = [()] * n
         if len(rows) == 0:
             return Located(lanelet, lateral, along, heading, candidates)
         s, lat_pair, head_pair = self._project(x[point_of], y[point_of], rows)
@@ -184,17 +184,21 @@ class LaneletLocator:
             travel = np.degrees(np.arctan2(vx, vy))[point_of]
             off = 1 - np.cos(np.radians(head_pair - travel))
             score = score + np.where(moving[point_of], HEADING_WEIGHT_M * off, 0.0)
-        # best pair per position: sort by (position, score), take the first of each position
-        order = np.lexsort((score, point_of))
-        head = np.r_[True, point_of[order][1:] != point_of[order][:-1]]
-        best = order[head]
+        # best pair per position (pairs come sorted by position): the first reaching its position's minimum
+        starts = np.flatnonzero(np.r_[True, point_of[1:] != point_of[:-1]])
+        counts = np.diff(np.r_[starts, len(point_of)])
+        at_min = np.flatnonzero(score == np.repeat(np.minimum.reduceat(score, starts), counts))
+        best = at_min[np.r_[True, point_of[at_min][1:] != point_of[at_min][:-1]]]
+        is_best = np.zeros(len(point_of), dtype=bool)
+        is_best[best] = True
         p = point_of[best]
         lanelet[p] = self.ids[rows[best]]
         lateral[p] = lat_pair[best]
         along[p] = s[best]
         heading[p] = head_pair[best] % 360.0
-        for i in order[~head].tolist():  # the other drivable lanelets at the same place
-            candidates[point_of[i]].append(int(self.ids[rows[i]]))
+        others = np.flatnonzero(~is_best)  # the other drivable lanelets at the same place (junction overlaps)
+        for i, lid in zip(point_of[others].tolist(), self.ids[rows[others]].tolist()):
+            candidates[i] = (*candidates[i], lid)
         return Located(lanelet, lateral, along, heading, candidates)
 
 

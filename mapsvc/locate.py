@@ -73,5 +73,5 @@ class MapFrame:
         if src.dynamic and epoch is None and src_epoch is None:
             raise LocateError(f"positions in {src.name} need an epoch (--epoch YEAR or times in the file)")
         t = epoch if np.ndim(epoch) else src_epoch
-        x, y, _ = FrameTransform(src.name, self.frame, self.epoch)(lon, lat, h, t)
+        x, y, _ = FrameTransform(src.name, self.frame, self.epoch).by_cells(lon, lat, h, t)
         return self.offset.forward(x, y)

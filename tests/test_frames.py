@@ -110,3 +110,17 @@ def test_frame_errors():
     d = frames.declaration(None, offset={"name": "gcj02", "version": "1", "certified": False, "region": "x"})
     assert d == {"horizontal": "CGCS2000", "epoch": 2000.0, "vertical": "ellipsoidal",
                  "offset": {"name": "gcj02", "version": "1", "certified": False}}
+
+
+def test_cells_agree_with_the_exact_transform():
+    rng = np.random.default_rng(5)
+    n = 20_000
+    lon, lat = rng.uniform(116.2, 116.8, n), rng.uniform(39.6, 40.1, n)
+    h = rng.uniform(0, 100, n)
+    t = 2026.9 + rng.uniform(0, 0.01, n)
+    ft = FrameTransform("ITRF2014", "CGCS2000")
+    exact = ft(lon, lat, h, t)
+    fast = ft.by_cells(lon, lat, h, t)
+    d = GEOD.inv(exact[0], exact[1], fast[0], fast[1])[2]
+    assert d.max() < 3e-4 and np.abs(exact[2] - fast[2]).max() < 3e-4
+    assert np.abs(fast[0] - lon).max() > 5e-6  # it did move them (~0.8 m)
