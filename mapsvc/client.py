@@ -83,7 +83,7 @@ class VehicleClient:
         self.http.headers["Authorization"] = f"Bearer {token}"
         self.http.headers["Accept-Encoding"] = "identity"  # tiles are gzip files, not gzip transfer encoding
         self._pin_source = (public_key, key_id)
-        self._lanelet = self._locator = None
+        self._lanelet = self._locator = self._map_frame = None
         self.home = None  # $MAPSVC_HOME whose desensitize.yaml names this vehicle's offset providers
 
     @classmethod
@@ -266,7 +266,7 @@ class VehicleClient:
                      "area": {"lat": lat, "lon": lon, "radius_m": radius_m},
                      "tiles": {str(k): v for k, v in sorted(area.items())}, "rasters": rasters}
         _write_atomic(self.state_path, json.dumps(new_state, indent=1).encode())
-        self._lanelet = self._locator = None
+        self._lanelet = self._locator = self._map_frame = None
         return result
 
     def _published_position(self, manifest: dict, lat: float, lon: float, frame: str, epoch) -> tuple[float, float]:
@@ -369,10 +369,14 @@ class VehicleClient:
     # -- the vehicle on the map -------------------------------------------------------------------------
     def map_frame(self):
         """The cached release's frame and offset (:class:`mapsvc.locate.MapFrame`), from its manifest
-        re-verified against the pinned key: a tampered frame declaration fails here."""
+        re-verified against the pinned key: a tampered frame declaration fails here. Verified once per
+        release and vehicle configuration, then kept (a rover locates every epoch)."""
         from mapsvc.locate import MapFrame
 
         state = self.state()
+        key = (state.get("manifest_sha256"), str(self.home))
+        if self._map_frame is not None and self._map_frame[0] == key:
+            return self._map_frame[1]
         release = state.get("release")
         if not release:
             raise FetchError(f"{self.cache}: nothing fetched yet")
@@ -385,7 +389,11 @@ class VehicleClient:
             signing.verify_bytes(raw, sig, key)
         except (OSError, signing.SignatureError) as exc:
             raise VerificationError(f"cached release {release}: {exc}; manifest rejected") from None
-        return MapFrame.of(json.loads(raw), self.home)
+        if hashlib.sha256(raw).hexdigest() != state.get("manifest_sha256"):
+            raise VerificationError(f"cached release {release}: manifest differs from the one fetched; rejected")
+        mf = MapFrame.of(json.loads(raw), self.home)
+        self._map_frame = (key, mf)
+        return mf
 
     def locator(self):
         """The lanelet locator of the cached area (:class:`lanelets.locate.LaneletLocator`)."""
