@@ -1,0 +1,72 @@
+"""Station coordinates in the service frame: a station's registered ARP, declared in its own frame and epoch,
+transformed (lanelets.frames) into the one frame the caster serves, and RTCM 1005/1006 re-encoded with it.
+
+A rover's RTK position is in the frame of the base coordinates it receives, so every 1005/1006 that leaves
+the caster must carry the service frame, whatever the station itself sends: the caster replaces them.
+Encoding is RTKLIB's (``gen_rtcm3`` through pyrtklib); the station id and antenna height come from the
+station's own message (decoded with pyrtcm), so observations and ARP keep matching.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from cors.errors import CorsError
+
+ARP_TYPES = (1005, 1006)
+
+
+def to_service_frame(ecef, frame: str, epoch: float | None, service: str, service_epoch: float | None):
+    """ECEF (m) of a station registered in ``frame``@``epoch`` -> ECEF in ``service``@``service_epoch``."""
+    from lanelets.frames import FrameError, FrameTransform, parse
+    from lanelets.projection import transformer
+
+    try:
+        src, src_epoch = parse(frame, epoch)
+        dst, dst_epoch = parse(service, service_epoch)
+        if src.dynamic and src_epoch is None:
+            raise CorsError(f"station frame {src.name} needs the epoch of its coordinates")
+        lon, lat, h = transformer("EPSG:4978", "EPSG:4979").transform(*map(float, ecef))
+        tlon, tlat, th = FrameTransform(src.name, dst.name, dst_epoch)(
+            np.array([lon]), np.array([lat]), np.array([h]), src_epoch)
+    except FrameError as exc:
+        raise CorsError(str(exc)) from None
+    x, y, z = transformer("EPSG:4979", "EPSG:4978").transform(tlon[0], tlat[0], th[0])
+    return float(x), float(y), float(z)
+
+
+def arp_fields(frame: bytes) -> dict:
+    """Station id, message type and antenna height of a 1005/1006 frame (pyrtcm)."""
+    from pyrtcm import RTCMReader
+
+    msg = RTCMReader.parse(frame)
+    return {"type": int(msg.identity), "station_id": int(msg.DF003),
+            "antenna_height": float(getattr(msg, "DF028", 0.0) or 0.0)}
+
+
+@lru_cache(maxsize=256)
+def encode_arp(msg_type: int, station_id: int, ecef: tuple[float, float, float], antenna_height: float = 0.0) -> bytes:
+    """One RTCM 1005 or 1006 frame (RTKLIB's encoder)."""
+    import pyrtklib as rtk
+
+    if msg_type not in ARP_TYPES:
+        raise CorsError(f"RTCM {msg_type} is not a station ARP message")
+    enc = rtk.rtcm_t()
+    rtk.init_rtcm(enc)
+    enc.staid = int(station_id)
+    for i in range(3):
+        enc.sta.pos[i] = float(ecef[i])
+    enc.sta.hgt = float(antenna_height)
+    enc.sta.deltype = 0
+    if not rtk.gen_rtcm3(enc, msg_type, 0, 0):
+        raise CorsError(f"RTKLIB could not encode RTCM {msg_type}")
+    out = bytes(enc.buff[i] for i in range(enc.nbyte))
+    rtk.free_rtcm(enc)
+    return out
+
+
+def reencode_arp(frame: bytes, ecef: tuple[float, float, float]) -> bytes:
+    """The station's own 1005/1006 with its coordinates replaced by ``ecef`` (the service frame)."""
+    f = arp_fields(frame)
+    return encode_arp(f["type"], f["station_id"], tuple(round(v, 4) for v in ecef), round(f["antenna_height"], 4))
