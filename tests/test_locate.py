@@ -281,3 +281,11 @@ def test_vendor_provider_and_refusals(vendor_lib, tmp_path, live, monkeypatch):
                         "--lon", repr(float(lon[0]))], capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["lanelet"] == int(ids[0])
+    # the first symptom: `mapsvc fetch --match` at a true position now finds its lanelet
+    r = subprocess.run([sys.executable, "-m", "mapsvc", "fetch", "--server", srv.url, "--token", token,
+                        "--lat", repr(float(ilat[0])), "--lon", repr(float(ilon[0])), "--radius-m", "300",
+                        "--cache", str(tmp_path / "cache2"), "--key-id", key_id, "--match",
+                        "--frame", "ITRF2014", "--epoch", "2026.9"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert int(ids[0]) in [x["id"] for x in json.loads(r.stdout)["lanelets_at_position"]]
