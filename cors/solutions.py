@@ -2,12 +2,13 @@
 
 RTKLIB ``.pos`` (as ``rnx2rtkp``, ``rtkrcv`` and ``mapsvc rover`` write them): '%' header lines, then one
 epoch per line — time (``YYYY/MM/DD HH:MM:SS.sss`` or ``WEEK TOW``), then latitude/longitude (deg)/height or
-x/y/z-ecef, then Q and ns. Read here with numpy over the whole file: pyrtklib's ``readsol`` returns one
-``sol_t`` per epoch, and 100,000 Python attribute reads cost more than locating them (the reader is checked
-against ``readsol`` in the tests). GGA sentences are parsed with pynmeagps.
+x/y/z-ecef, then Q and ns. Read with numpy's C text reader over the whole file: pyrtklib's ``readsol``
+returns one ``sol_t`` per epoch, and 100,000 Python attribute reads cost more than locating them (the tests
+check the reader on rnx2rtkp's own llh, xyz and NMEA output). GGA sentences are parsed with pynmeagps.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,25 +79,26 @@ def read_pos(path: str | os.PathLike) -> Positions:
                                 "(RTKLIB out-solformat=llh, out-degform=deg)")
     ecef = "x-ecef" in colnames
     body = data[offset:]
-    tokens = body.split()
-    if not tokens:
+    first_line = body[: body.find(b"\n")] if b"\n" in body else body
+    head = first_line.split()
+    if not head:
         raise SolutionFileError(f"{path}: no solution lines")
-    ncol = len(body[: body.find(b"\n") if b"\n" in body else len(body)].split())
-    if len(tokens) % ncol or b"%" in body:
-        raise SolutionFileError(f"{path}: lines have different numbers of columns")
-    first = tokens[0]
+    calendar = b"/" in head[0]
+    ncol = min(len(head), 6)
+    names = [("t0", "S10") if calendar else ("t0", "i8"), ("t1", "S24") if calendar else ("t1", "f8"),
+             ("a", "f8"), ("b", "f8"), ("c", "f8"), ("q", "i8")][:ncol]
     try:
-        c0, c1 = np.array(tokens[0::ncol]), np.array(tokens[1::ncol])
-        if b"/" in first:  # calendar time: YYYY/MM/DD HH:MM:SS.sss
-            time = _calendar(c0, c1)
+        # numpy's C text reader: one pass over the file, every column typed
+        cols = np.loadtxt(io.BytesIO(body), dtype=names, usecols=range(ncol), comments="%", ndmin=1)
+        if calendar:
+            time = _calendar(cols["t0"], cols["t1"])
         else:  # GPS week and seconds of week
-            week = c0.astype(np.int64)
-            tow = c1.astype(np.float64)
-            time = GPS_EPOCH + (week * 604800_000 + np.round(tow * 1000).astype(np.int64)).astype("timedelta64[ms]")
-        a, b, c = (np.array(tokens[k::ncol]).astype(np.float64) for k in (2, 3, 4))
-        quality = np.array(tokens[5::ncol]).astype(np.int64) if ncol > 5 else None
+            time = GPS_EPOCH + (cols["t0"] * 604800_000 + np.round(cols["t1"] * 1000).astype(np.int64)
+                                ).astype("timedelta64[ms]")
+        a, b, c = cols["a"], cols["b"], cols["c"]
+        quality = cols["q"] if ncol > 5 else None
     except (ValueError, TypeError, IndexError) as exc:
-        raise SolutionFileError(f"{path}: not an RTKLIB solution file ({exc})") from None
+        raise SolutionFileError(f"{path}: not an RTKLIB solution file ({str(exc).splitlines()[0]})") from None
     if ecef:
         from lanelets.projection import transformer
 
@@ -105,7 +107,7 @@ def read_pos(path: str | os.PathLike) -> Positions:
         lat, lon, h = a, b, c
     if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 180):
         raise SolutionFileError(f"{path}: latitude/longitude outside WGS-84 ranges")
-    system = "UTC" if "utc" in colnames else ("GPST" if "gpst" in colnames or b"/" not in first else "")
+    system = "UTC" if "utc" in colnames else ("GPST" if "gpst" in colnames or not calendar else "")
     return Positions(np.asarray(lat), np.asarray(lon), np.asarray(h), time, system, quality)
 
 
@@ -114,6 +116,7 @@ def _calendar(dates: np.ndarray, times: np.ndarray) -> np.ndarray:
     each is converted once)."""
     days, inverse = np.unique(dates, return_inverse=True)
     day = np.array([d.replace(b"/", b"-").decode() for d in days.tolist()], dtype="datetime64[D]")[inverse]
+    times = np.ascontiguousarray(times)
     w = times.dtype.itemsize
     v = times.view(np.uint8).reshape(len(times), w)
     if w < 8 or not (np.all(v[:, 2] == ord(":")) and np.all(v[:, 5] == ord(":"))):

@@ -82,6 +82,9 @@ class LaneletLocator:
         self._s0 = np.concatenate(s0) if s0 else np.empty(0)
         self._dd = np.einsum("ij,ij->i", self._d, self._d)
         self._dd[self._dd == 0] = np.inf
+        # 1-D copies: gathers from contiguous arrays are what the per-pair pass spends its time on
+        self._ax, self._ay = self._a[:, 0].copy(), self._a[:, 1].copy()
+        self._dx, self._dy = self._d[:, 0].copy(), self._d[:, 1].copy()
         self.length = np.add.reduceat(np.sqrt(np.einsum("ij,ij->i", self._d, self._d)), self._first[:-1]) \
             if starts else np.empty(0)
         # meridian convergence of the UTM grid per lanelet (varies < 0.01° along one lanelet)
@@ -141,19 +144,23 @@ class LaneletLocator:
         (pair, segment) combinations (CSR) costs far less than per-pair geometry calls."""
         first = self._first
         nseg = first[rows + 1] - first[rows]
-        pair = np.repeat(np.arange(len(rows)), nseg)
         starts = np.cumsum(nseg) - nseg
-        seg = np.arange(len(pair)) - np.repeat(starts, nseg) + np.repeat(first[rows], nseg)
-        a, d, dd = self._a[seg], self._d[seg], self._dd[seg]
-        rx = px[pair] - a[:, 0]
-        ry = py[pair] - a[:, 1]
-        t = np.clip((rx * d[:, 0] + ry * d[:, 1]) / dd, 0.0, 1.0)
-        ex = rx - t * d[:, 0]
-        ey = ry - t * d[:, 1]
-        d2 = ex * ex + ey * ey
+        seg = np.arange(int(nseg.sum())) - np.repeat(starts - first[rows], nseg)
+        dx, dy = self._dx[seg], self._dy[seg]
+        rx = np.repeat(px, nseg) - self._ax[seg]
+        ry = np.repeat(py, nseg) - self._ay[seg]
+        t = rx * dx
+        t += ry * dy
+        t /= self._dd[seg]
+        np.clip(t, 0.0, 1.0, out=t)
+        ex = rx - t * dx
+        ey = ry - t * dy
+        d2 = ex * ex
+        d2 += ey * ey
         # nearest segment of each pair: the first segment reaching the pair's minimum (runs are contiguous)
         at_min = np.flatnonzero(d2 == np.repeat(np.minimum.reduceat(d2, starts), nseg))
-        best = at_min[np.r_[True, pair[at_min][1:] != pair[at_min][:-1]]]
+        pair_of = np.repeat(np.arange(len(rows)), nseg)[at_min]
+        best = at_min[np.r_[True, pair_of[1:] != pair_of[:-1]]]
         k = seg[best]
         dk = self._d[k]
         seg_len = np.sqrt(np.where(np.isfinite(self._dd[k]), self._dd[k], 0.0))
