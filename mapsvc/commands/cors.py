@@ -57,14 +57,16 @@ def stations() -> None:
 @click.option("--carrier", type=click.IntRange(0, 2), default=2, show_default=True,
               help="0 none, 1 L1, 2 L1+L2.")
 @click.option("--country", default="XXX", show_default=True, help="ISO 3166 alpha-3 code.")
+@click.option("--frame", "frame", default=None, metavar="FRAME@EPOCH",
+              help="Frame and epoch of --ecef, e.g. ITRF2014@2020.0 or CGCS2000 (default: the service frame).")
 def stations_add(station_id, mountpoint, ecef, password, name, receiver, antenna, source, fmt, messages,
-                 nav_system, carrier, country):
+                 nav_system, carrier, country, frame):
     """Register a reference station."""
     from cors.stations import Station, parse_ecef
 
     st = Station(id=station_id, mountpoint=mountpoint, ecef=parse_ecef(ecef), name=name, receiver=receiver,
                  antenna=antenna, format=fmt, messages=messages, nav_system=nav_system, carrier=carrier,
-                 country=country.upper(), source=source)
+                 country=country.upper(), source=source, frame=frame)
     reg = registry()
     try:
         reg.add(st, password=password)
