@@ -70,3 +70,42 @@ def reencode_arp(frame: bytes, ecef: tuple[float, float, float]) -> bytes:
     """The station's own 1005/1006 with its coordinates replaced by ``ecef`` (the service frame)."""
     f = arp_fields(frame)
     return encode_arp(f["type"], f["station_id"], tuple(round(v, 4) for v in ecef), round(f["antenna_height"], 4))
+
+
+def default_service_frame() -> str:
+    """ITRF2014 at the current epoch, to 0.1 year (what modern CORS publish)."""
+    from lanelets.frames import decimal_year
+
+    return f"ITRF2014@{round(decimal_year(), 1):.1f}"
+
+
+class ServiceFrame:
+    """The one frame a caster serves station coordinates in (declared in its sourcetable and status)."""
+
+    def __init__(self, spec: str | None = None):
+        from lanelets.frames import FrameError, parse
+
+        try:
+            f, epoch = parse(spec or default_service_frame())
+        except FrameError as exc:
+            raise CorsError(f"service frame: {exc}") from None
+        if f.dynamic and epoch is None:
+            raise CorsError(f"service frame {f.name} needs an epoch, e.g. {f.name}@2026.9")
+        self.frame, self.epoch = f.name, epoch
+        self.spec = f.name if not f.dynamic else f"{f.name}@{epoch:g}"
+
+    def arp_of(self, station) -> tuple[tuple[float, float, float], bool]:
+        """(ARP in the service frame, whether it differs from the registered one). A station without a
+        declared frame is taken as registered in the service frame."""
+        ecef = tuple(float(v) for v in station.ecef)
+        if not getattr(station, "frame", None):
+            return ecef, False
+        from lanelets.frames import frame as frame_of
+
+        if station.frame == self.frame and (not frame_of(self.frame).dynamic or station.epoch == self.epoch):
+            return ecef, False
+        return to_service_frame(ecef, station.frame, station.epoch, self.frame, self.epoch), True
+
+
+def is_arp(frame: bytes) -> bool:
+    return len(frame) > 5 and ((frame[3] << 4) | (frame[4] >> 4)) in ARP_TYPES

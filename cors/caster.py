@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cors import ntrip
+from cors.arp import ServiceFrame, is_arp, reencode_arp
 from cors.errors import CorsError
 from cors.monitor import Monitor, RtcmFramer
 from cors.stations import Station, StationRegistry
@@ -46,6 +47,7 @@ class CasterInfo:
     country: str = "XXX"
     network: str = "mapsvc"
     web: str = "none"
+    frame: str = ""   # service frame of every 1005/1006 sent (cors.arp.ServiceFrame); "" = default
 
 
 _TO_ECEF = None
@@ -77,6 +79,8 @@ class Mount:
         self.fanout_last_s = 0.0   # wall time of the last fan-out loop
         self.fanout_max_s = 0.0
         self.ecef = np.array(station.ecef, dtype=float)
+        # the ARP as served: in the caster's service frame (1005/1006 from the station are re-encoded)
+        self.arp_ecef, self.reframe = caster.service_frame.arp_of(station)
 
     @property
     def sid(self) -> str:
@@ -96,6 +100,8 @@ class Mount:
             monitor.track(self.sid).bad_frames += framer.bad_frames - bad_before
         if not good:
             return
+        if self.reframe:
+            good = [reencode_arp(f, self.arp_ecef) if is_arp(f) else f for f in good]
         payload = good[0] if len(good) == 1 else b"".join(good)
         self.broadcast(payload)
         now = monitor.clock()
@@ -355,6 +361,7 @@ class Caster:
         self.monitor = monitor or Monitor(down_after=down_after)
         self.host, self._port = host, port
         self.info = info or CasterInfo(host=host)
+        self.service_frame = ServiceFrame(self.info.frame or None)
         self.max_backlog = max_backlog
         self.client_sndbuf = client_sndbuf
         self.header_timeout = header_timeout
@@ -467,7 +474,8 @@ class Caster:
         for name in list(self.mounts):
             m = self.mounts[name]
             st = stations.get(name)
-            if st is None or st.id != m.sid or st.source != m.station.source or st.ecef != m.station.ecef:
+            if st is None or st.id != m.sid or st.source != m.station.source or st.ecef != m.station.ecef \
+                    or st.frame_spec != m.station.frame_spec:
                 self._remove_mount(m)
         for name, st in stations.items():
             if name in self.mounts:
@@ -796,7 +804,7 @@ class Caster:
             mount.ingest(data)
 
         # the frames of one epoch come back to back: gather them and fan out once per epoch
-        async for frame in frames_of(src.obs, src.nav, mount.station.ecef, speed=self.rinex_speed,
+        async for frame in frames_of(src.obs, src.nav, mount.arp_ecef, speed=self.rinex_speed,
                                      loop=True, station_id=station_id):
             if not pending:
                 loop.call_soon(flush)
@@ -828,10 +836,11 @@ class Caster:
                 max(self.monitor.bitrate(m.sid) for m in up), "none"))
         else:
             lat = lon = 0.0
+        frame = f"frame={self.service_frame.spec}"  # the frame of every 1005/1006 served here
         records.append(ntrip.cas_record(self.info.host, self.port, self.info.identifier, self.info.operator,
-                                        1, self.info.country, lat, lon))
+                                        1, self.info.country, lat, lon, misc=frame))
         records.append(ntrip.net_record(self.info.network, self.info.operator, "B", "N",
-                                        self.info.web, self.info.web, self.info.web))
+                                        self.info.web, self.info.web, self.info.web, misc=frame))
         records = ntrip.filter_sourcetable(records, query)
         return "".join(r + "\r\n" for r in records) + "ENDSOURCETABLE\r\n"
 
@@ -863,6 +872,7 @@ class Caster:
         path = Path(self.status_path)
         doc = {"generated": time.time(), "caster": {"host": self.info.host, "port": self.port,
                                                     "clients": self.client_count()},
+               "service_frame": self.service_frame.spec,
                "stations": self.status()}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))

@@ -227,7 +227,7 @@ def _check_station(st: Station) -> None:
         if f.dynamic and epoch is None:
             raise CorsError(f"station {st.id}: frame {f.name} needs the epoch of the coordinates, e.g. "
                             f"--frame {f.name}@2026.9")
-        st.frame, st.epoch = f.name, epoch
+        st.frame, st.epoch = f.name, (epoch if f.dynamic else None)
 
 
 def parse_ecef(text: str) -> tuple[float, float, float]:

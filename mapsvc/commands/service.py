@@ -50,7 +50,10 @@ def _raise_nofile() -> None:
 @click.option("--max-backlog", default=16384, show_default=True, type=int,
               help="Bytes queued for a client before it is dropped as too slow.")
 @click.option("-v", "--verbose", is_flag=True, help="Log connections and station changes.")
-def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose):
+@click.option("--service-frame", default=None, metavar="FRAME[@EPOCH]",
+              help="Frame of every 1005/1006 served (default: ITRF2014 at the current epoch); stations "
+                   "registered in another frame are transformed.")
+def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose, service_frame):
     """Run the NTRIP caster (and the HTTP API when available)."""
     from cors.caster import Caster, CasterInfo, new_event_loop_policy
     from cors.stations import StationRegistry
@@ -66,7 +69,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose):
     asyncio.set_event_loop_policy(new_event_loop_policy())
 
     async def main():
-        caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host),
+        caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host, frame=service_frame or ""),
                         down_after=down_after, max_backlog=max_backlog,
                         status_path=state / "cors_status.json")
         await caster.start()
