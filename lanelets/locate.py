@@ -18,7 +18,8 @@ import numpy as np
 from lanelets.projection import local_to_lonlat, lonlat_to_local, utm_epsg
 
 TRACK_MIN_STEP_M = 0.3     # consecutive positions closer than this give no usable track heading
-HEADING_WEIGHT_M = 5.0     # a lanelet 90° off the track heading costs as much as 5 m of lateral offset
+HEADING_WEIGHT_M = 5.0
+HEADING_BASE_M = 0.25      # half the chord the lane heading is measured over     # a lanelet 90° off the track heading costs as much as 5 m of lateral offset
 
 
 @dataclass
@@ -85,8 +86,13 @@ class LaneletLocator:
         # 1-D copies: gathers from contiguous arrays are what the per-pair pass spends its time on
         self._ax, self._ay = self._a[:, 0].copy(), self._a[:, 1].copy()
         self._dx, self._dy = self._d[:, 0].copy(), self._d[:, 1].copy()
-        self.length = np.add.reduceat(np.sqrt(np.einsum("ij,ij->i", self._d, self._d)), self._first[:-1]) \
-            if starts else np.empty(0)
+        self._seg_len = np.sqrt(np.einsum("ij,ij->i", self._d, self._d))
+        self.length = np.add.reduceat(self._seg_len, self._first[:-1]) if starts else np.empty(0)
+        # every segment's start on one increasing axis (lanelets end to end): a searchsorted finds the
+        # segment at any (lanelet, along) without a per-lanelet loop
+        self._base = np.r_[0.0, np.cumsum(self.length)[:-1]] + np.arange(len(self.length)) if starts \
+            else np.empty(0)
+        self._g = self._s0 + np.repeat(self._base, np.diff(self._first)) if starts else np.empty(0)
         # meridian convergence of the UTM grid per lanelet (varies < 0.01° along one lanelet)
         self._epsg = utm_epsg(*self.origin)
         if starts:
@@ -163,14 +169,25 @@ class LaneletLocator:
         best = at_min[np.r_[True, pair_of[1:] != pair_of[:-1]]]
         k = seg[best]
         dk = self._d[k]
-        seg_len = np.sqrt(np.where(np.isfinite(self._dd[k]), self._dd[k], 0.0))
-        along = self._s0[k] + t[best] * seg_len
+        along = self._s0[k] + t[best] * self._seg_len[k]
         dist = np.sqrt(d2[best])
         # + left of the lane direction: z of (direction x offset)
         left = dk[:, 0] * ry[best] - dk[:, 1] * rx[best] >= 0
         lateral = np.where(left, dist, -dist)
-        heading = np.degrees(np.arctan2(dk[:, 0], dk[:, 1])) + self._conv[rows]
+        # lane heading: the chord over +-HEADING_BASE_M along the centre line (smooth across vertices)
+        x0, y0 = self._point_at(rows, along - HEADING_BASE_M)
+        x1, y1 = self._point_at(rows, along + HEADING_BASE_M)
+        heading = np.degrees(np.arctan2(x1 - x0, y1 - y0)) + self._conv[rows]
         return along, lateral, heading
+
+    def _point_at(self, rows, s):
+        """Points at along-distance ``s`` (clipped to the lanelet) on the centre lines of ``rows``."""
+        s = np.clip(s, 0.0, self.length[rows])
+        g = self._base[rows] + s
+        k = np.clip(np.searchsorted(self._g, g, side="right") - 1, self._first[rows], self._first[rows + 1] - 1)
+        seg_len = self._seg_len[k]
+        f = np.divide(g - self._g[k], seg_len, out=np.zeros_like(g), where=seg_len > 0)
+        return self._ax[k] + f * self._dx[k], self._ay[k] + f * self._dy[k]
 
     def lane_coordinates(self, x, y, point_of, rows, *, track: bool = False) -> Located:
         """Lane coordinates of the best pair per position; ``point_of``/``rows`` sorted by position, as

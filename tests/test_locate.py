@@ -89,11 +89,17 @@ def sample_truth(baseline: Path, origin, n_max=150, seed=0):
             continue
         arc = lanelet2.geometry.toArcCoordinates(c, BasicPoint2d(x, y))
         g = projector.reverse(BasicPoint3d(x, y, 0.0))
-        rows.append((g.lon, g.lat, arc.distance, arc.length))
+        # lane heading: true azimuth along the centre line there (geodesic between two points 0.5 m apart)
+        a = lanelet2.geometry.interpolatedPointAtDistance(c, max(0.0, arc.length - 0.25))
+        b = lanelet2.geometry.interpolatedPointAtDistance(c, min(length, arc.length + 0.25))
+        ga, gb = projector.reverse(BasicPoint3d(a.x, a.y, 0.0)), projector.reverse(BasicPoint3d(b.x, b.y, 0.0))
+        heading = GEOD.inv(ga.lon, ga.lat, gb.lon, gb.lat)[0] % 360.0
+        rows.append((g.lon, g.lat, arc.distance, arc.length, heading))
         ids.append(ll.id)  # ids up to 2^63: kept out of the float array
         if len(rows) >= n_max:
             break
     a = np.array(rows)
+    sample_truth.heading = a[:, 4]
     return a[:, 0], a[:, 1], np.array(ids, dtype=np.int64), a[:, 2], a[:, 3]
 
 
@@ -148,6 +154,7 @@ def test_locate_on_shared_maps_moved_into_beijing(src, tmp_path, live, monkeypat
     moved, baseline = tmp_path / "moved.osm", tmp_path / "baseline.osm"
     origin = move_to_beijing(src, moved, baseline)
     lon, lat, ids, lateral, along = sample_truth(baseline, origin or None)
+    heading = sample_truth.heading
     assert len(ids) >= min(20, len(set(ids))), "too few sample positions"
     manifest, srv, token, key_id = live(moved, origin, tmp_path / "home", monkeypatch)
     assert manifest["frame"]["horizontal"] == "CGCS2000" and manifest["frame"]["offset"]["name"] == "gcj02"
@@ -165,6 +172,8 @@ def test_locate_on_shared_maps_moved_into_beijing(src, tmp_path, live, monkeypat
     assert np.abs(got.lateral_m - lateral).max() < 0.05
     # along is measured in the published map: GCJ-02 stretches it by up to ~3e-3 (its local scale error)
     assert (np.abs(got.along_m - along) < 0.05 + 5e-3 * along).all()
+    dh = (got.heading_deg - heading + 180.0) % 360.0 - 180.0
+    assert np.percentile(np.abs(dh), 90) < 1.0 and np.abs(dh).max() < 10.0  # vertices: segment directions
 
     ilon, ilat, ih = to_itrf2014_2026_9(lon, lat, h)
     assert np.median(GEOD.inv(lon, lat, ilon, ilat)[2]) > 0.5  # the frames really differ here
