@@ -31,6 +31,7 @@ def _setup(work: Path):
     from lanelets.osm import read_osm
     from mapsvc.demo import roadspec_path
     from mapsvc.locate import MapFrame
+    from tiles.store import DESENSITISATION
 
     osm = work / "pilot.osm"
     build(roadspec_path(), osm)
@@ -38,7 +39,7 @@ def _setup(work: Path):
     published = work / "published.osm"
     published.write_bytes(res.map.xml_bytes())
     manifest = {"release": "bench", "frame": declaration(None, offset=res.provider.describe()),
-                "desensitization": res.report}
+                DESENSITISATION: res.report}
     mf = MapFrame.of(manifest, providers={})
     truth = lanelet_locator(osm)          # the unpublished map: where the positions really are
     vehicle = lanelet_locator(published)  # what the vehicle has

@@ -869,17 +869,16 @@ class Caster:
         import json
         from pathlib import Path
 
+        from lanelets.files import write_atomic
+
         path = Path(self.status_path)
         doc = {"generated": time.time(), "caster": {"host": self.info.host, "port": self.port,
                                                     "clients": self.client_count()},
                "service_frame": self.service_frame.spec,
                "stations": self.status()}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
-        prom = path.with_suffix(".prom")
-        tmp.write_bytes(self.metrics_text())
-        os.replace(tmp, prom)
+        # rewritten every 2 s: atomic for readers, no fsync needed
+        write_atomic(path, json.dumps(doc), 0o644, fsync=False)
+        write_atomic(path.with_suffix(".prom"), self.metrics_text(), 0o644, fsync=False)
 
     def client_count(self) -> int:
         return sum(len(m.clients) for m in self.mounts.values()) + sum(

@@ -8,24 +8,17 @@ library can still be used for pilot tests but never counts as certified.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 from pathlib import Path
 
 import numpy as np
+
+from lanelets.files import file_sha256
 
 from desensitize.errors import DesensitizeError
 from desensitize.provider import OffsetProvider
 
 ABI_VERSION = 1
 _DBL_P = ctypes.POINTER(ctypes.c_double)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class VendorProvider(OffsetProvider):
@@ -36,7 +29,7 @@ class VendorProvider(OffsetProvider):
         if not path.is_file():
             raise DesensitizeError(f"{path}: vendor offset library not found")
         self.path = path
-        self.sha256 = _sha256(path)
+        self.sha256 = file_sha256(path)
         if sha256 and sha256.lower() != self.sha256:
             raise DesensitizeError(f"{path}: sha256 {self.sha256} does not match the configured {sha256}")
         try:

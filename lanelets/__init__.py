@@ -7,7 +7,8 @@
 - :mod:`lanelets.locate`: the drivable lanelet under positions (lanelet2 matching), with lane coordinates.
 """
 from lanelets.errors import MapError
-from lanelets.osm import OsmMap, read_osm, write_atomic
+from lanelets.files import write_atomic
+from lanelets.osm import OsmMap, read_osm
 from lanelets.model import load_lanelet2
 from lanelets.build import build
 

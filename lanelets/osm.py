@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from lxml import etree
 
 from lanelets.errors import MapError
+from lanelets.files import write_atomic  # noqa: F401  (re-exported: lanelets.write_atomic)
 
 KINDS = ("node", "way", "relation")
 # Regulatory-element subtypes that lanelet2 1.2.3 models; every other subtype is kept verbatim only.
@@ -194,26 +194,6 @@ class OsmMap:
 
 def _tag_of(xml: bytes) -> str:
     return xml[1 : xml.find(b" ") if b" " in xml[:64] else xml.find(b">")].decode().rstrip("/")
-
-
-def write_atomic(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: never a half-written file.
-    ``mode`` sets the permissions (mkstemp's default is 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _floats(values: list, source: str, what: str, ids: list) -> np.ndarray:

@@ -12,14 +12,12 @@ How the map is made:
    lanelets connect approach lanes to exit lanes; traffic lights with stop lines when signalled);
  * neighbouring lanes share one bound LineString (inverted for the opposite direction); line types come
    from LINE_STYLE; lanelets are cut every MAX_LANELET_M metres.
-Output is written atomically (temp file in the same folder, then os.replace).
+Output is written atomically (lanelets.files.atomic_path).
 """
 from __future__ import annotations
 
 import itertools
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
 
 from lanelets.errors import MapError
+from lanelets.files import atomic_path
 from lanelets.projection import transformer, utm_epsg
 from lanelets.survey_geom import bezier, cumlen, cut, direction_at, interior, point_at, shift_end
 from lanelets.survey_read import RAMP_CLASSES, ROAD_CLASSES, read_survey
@@ -641,16 +640,8 @@ def build_from_survey(path, out_osm, origin: tuple[float, float] | None = None) 
     _build_junctions(bld, roads, sec, kinds, node_ends, key, at_end)
     _build_merges(bld, roads, kinds, key, at_end)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".osm", dir=out.parent)
-    os.close(fd)
-    try:
-        lanelet2.io.write(tmp, bld.map, lanelet2.projection.UtmProjector(lanelet2.io.Origin(lat0, lon0)))
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out, suffix=".osm") as tmp:  # lanelet2 writes to a file name
+        lanelet2.io.write(str(tmp), bld.map, lanelet2.projection.UtmProjector(lanelet2.io.Origin(lat0, lon0)))
     m = bld.map
     jk = [k for k in kinds if k["kind"] == "junction"]
     return {

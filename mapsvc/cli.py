@@ -14,7 +14,8 @@ COMMAND_MODULES = (
     "mapsvc.commands.maps",
     "mapsvc.commands.cors",
     "mapsvc.commands.service",
-    "mapsvc.commands.api",
+    "mapsvc.commands.keys",
+    "mapsvc.commands.fetch",
     "mapsvc.commands.check",
     "mapsvc.commands.locate",
 )

@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from mapsvc import signing
+from tiles import signing
 from tiles.store import RELEASE_NAME
+from tiles.view import ReleaseView
 
 
 class FetchError(Exception):
@@ -196,7 +197,6 @@ class VehicleClient:
         """Fetch the tiles around a position given in ``frame`` (at ``epoch`` for a dynamic frame); the server
         is only ever sent the position in the release's published (offset) coordinates, computed here from
         the signed manifest's frame declaration. ``layers``: also each tile's raster layers of those names."""
-        from mapsvc.api.catalogue import ReleaseView
         from tiles.raster import LAYER_NAME
 
         layers = list(dict.fromkeys(layers or ()))
@@ -433,9 +433,3 @@ class VehicleClient:
         for m in getDeterministicMatches(lmap, obj, max_dist):
             best[m.lanelet.id] = min(m.distance, best.get(m.lanelet.id, np.inf))  # a lanelet and its inverse
         return sorted(best.items(), key=lambda kv: (kv[1], kv[0]))
-
-
-def fetch(server: str, token: str, lat: float, lon: float, radius_m: float, cache_dir, *, release=None,
-          public_key=None, key_id=None, layers=()) -> tuple[FetchResult, VehicleClient]:
-    client = VehicleClient(server, token, cache_dir, public_key=public_key, key_id=key_id)
-    return client.fetch(lat, lon, radius_m, release, layers=layers), client

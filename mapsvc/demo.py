@@ -31,6 +31,7 @@ def run_map_demo(level: int = 13) -> dict:
     from lanelets import build
     from mapsvc.pipeline import publish, tile_to_dir
     from tiles import open_store
+    from tiles.store import desensitisation_of
 
     work = home() / "demo"
     work.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,7 @@ def run_map_demo(level: int = 13) -> dict:
     name = next_release_name(open_store(store_dir))
     click.echo(f"3/6 desensitising and publishing release {name} -> {store_dir}")
     published = publish(osm, name, store_dir, level)
-    d = published["desensitization"]
+    d = desensitisation_of(published)
     click.echo(f"    offset {d['offset']['name']} (certified: {'yes' if d['certified'] else 'no'}), "
                f"profile {d['profile']}, manifest signed")
     return {"map": str(osm), "tiles": len(manifest["tiles"]), "release": name}
@@ -53,7 +54,7 @@ def run_map_demo(level: int = 13) -> dict:
 
 def run_report_demo(release: str) -> dict:
     """The surveyors' report of the release (JSON, HTML, PDF), stored with it as `mapsvc check` does."""
-    from lanelets.osm import write_atomic
+    from lanelets.files import write_atomic
     from standards import check_release
     from standards.report import render
     from tiles import open_store

@@ -109,7 +109,7 @@ def run_locate_demo(release: str, statuses, step: str = "6/6") -> dict:
 
     from lanelets.frames import FrameTransform, decimal_year
     from lanelets.projection import local_to_lonlat
-    from mapsvc import signing
+    from tiles import signing
     from mapsvc.api import create_app
     from mapsvc.client import VehicleClient
     from mapsvc.tokens import TokenStore

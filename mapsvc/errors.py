@@ -15,8 +15,9 @@ def _collect() -> tuple[type[BaseException], ...]:
         ("cors.errors", ("CorsError",)),
         ("desensitize.errors", ("DesensitizeError",)),
         ("standards.errors", ("StandardsError",)),
-        ("mapsvc.signing", ("SignatureError",)),
+        ("tiles.signing", ("SignatureError",)),
         ("mapsvc.client", ("FetchError",)),
+        ("mapsvc.tokens", ("TokenError",)),
     ):
         try:
             module = importlib.import_module(mod)

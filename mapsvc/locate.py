@@ -60,7 +60,9 @@ class MapFrame:
         if applied.get("version") and str(provider.version) != str(applied["version"]):
             raise LocateError(f"release {release} was offset with {name} {applied['version']}; this vehicle "
                               f"has {name} {provider.version}; refusing")
-        made_with = (manifest.get("desensitization") or {}).get("offset") or {}
+        from tiles.store import desensitisation_of
+
+        made_with = (desensitisation_of(manifest) or {}).get("offset") or {}
         sha = made_with.get("library_sha256")
         if sha and getattr(provider, "sha256", sha) != sha:
             raise LocateError(f"release {release} was offset with library sha256 {sha[:16]}...; this vehicle's "

@@ -7,15 +7,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from lanelets.files import file_sha256
 from lanelets.osm import read_osm
 from tiles import cut, make_manifest, open_store, write_tile_dir
 from tiles.errors import TileError
 from tiles.grid import DEFAULT_LEVEL, tile_size_deg
 from tiles.raster import check_layer_name, cut_raster
-from tiles.store import raster_attachment, raster_path
+from tiles.signing import release_signature
+from tiles.store import DESENSITISATION, check_release_name, raster_attachment, raster_path
 
 from mapsvc import __version__
-from mapsvc.signing import release_signature
 
 
 @contextmanager
@@ -28,14 +29,6 @@ def progress(desc: str, total: int):
         yield bar.update
     finally:
         bar.close()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tile_map(path, level: int = DEFAULT_LEVEL, origin=None, *, release: str | None = None):
@@ -75,6 +68,7 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
     from desensitize.scan import require_clean
     from mapsvc.config import home
 
+    check_release_name(release)  # before any work
     store = open_store(store_url)
     if any(r.name == release for r in store.releases()):
         from tiles import StoreError
@@ -118,12 +112,12 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         source={"file": path.name, "sha256": file_sha256(path), "summary": summary},
         origin=None,  # a local map's origin is a true position: it stays with the producer
-        release=release, desensitization=result.report,
+        release=release, **{DESENSITISATION: result.report},
         frame=declaration(frame, offset=result.provider.describe()))
     for entry in manifest["tiles"]:  # listed before signing: the signature covers every raster's sha256
         if entry["id"] in tile_rasters:
             entry["rasters"] = tile_rasters[entry["id"]]
     with progress("publishing", len(tiles)) as tick:
-        # manifest.sig is signed over the exact manifest bytes and stored in the same transaction (mapsvc.signing)
+        # manifest.sig is signed over the exact manifest bytes and stored in the same transaction (tiles.signing)
         return store.publish(release, tiles, manifest, progress=tick,
-                             attachments={**release_signature(manifest), **attachments})
+                             attachments={**release_signature(manifest, home()), **attachments})

@@ -16,6 +16,7 @@ from lanelets.osm import OsmMap, read_osm
 from standards.context import Context, load_config
 from standards.errors import StandardsError
 from standards.registry import SEVERITIES, all_checks
+from tiles.store import desensitisation_of
 
 REPORT_FORMAT = "mapsvc-quality-report/1"
 _SEV_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
@@ -216,7 +217,7 @@ def check_release(store, name: str, home, *, reference=None, checkpoints=None, m
     manifest = store.manifest(name)
     rel = {"store": store, "name": name, "manifest": manifest, "home": Path(home)}
     m = merge_tiles(release_tiles(_Ctx(rel)))
-    d = manifest.get("desensitization") or {}
+    d = desensitisation_of(manifest) or {}
     md = {**{k: manifest[k] for k in ("review_no", "review_expiry", "qualification_no", "producer")
              if k in manifest},
           **(d.get("metadata") or {}), **(metadata or {})}
@@ -227,8 +228,7 @@ def check_release(store, name: str, home, *, reference=None, checkpoints=None, m
     subject = {"kind": "release", "name": name, "tiles": len(manifest["tiles"]), "level": manifest.get("level"),
                "source": (manifest.get("source") or {}).get("file"),
                "source_sha256": (manifest.get("source") or {}).get("sha256"),
-               "manifest_sha256": hashlib.sha256(store.manifest_raw(name)).hexdigest()
-               if hasattr(store, "manifest_raw") else None}
+               "manifest_sha256": hashlib.sha256(store.manifest_raw(name)).hexdigest()}
     report = check_map(m, reference=reference, checkpoints=checkpoints, metadata=md, public=public,
                        release=rel, subject=subject)
     report["desensitisation"] = desensitisation_summary(store, name, manifest)
@@ -244,7 +244,7 @@ def desensitisation_summary(store, name: str, manifest: dict) -> dict:
     """Rules applied, counts and provider, from the manifest and the audit's counts: never a coordinate."""
     from tiles.errors import StoreError
 
-    d = manifest.get("desensitization") or {}
+    d = desensitisation_of(manifest) or {}
     off = d.get("offset") or {}
     out = {"profile": d.get("profile"), "certified": d.get("certified"), "notice": d.get("notice"),
            "provider": {k: off.get(k) for k in ("name", "version", "certified", "points_moved",

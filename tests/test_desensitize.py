@@ -437,7 +437,7 @@ def test_publish_cli_end_to_end(fixture_map, tmp_path):
 
     store = open_store(home / "store")
     man = store.manifest("r1")
-    d = man["desensitization"]
+    d = man["desensitisation"]
     assert d["profile"] == "pilot-test" and d["offset"]["name"] == "gcj02" and d["certified"] is False
     assert "not a state-certified" in d["notice"] and man["origin"] is None
     with pytest.raises(StoreError):

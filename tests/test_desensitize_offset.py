@@ -248,6 +248,6 @@ def test_production_publish_with_certified_vendor_cli(vendor_lib, tmp_path):
     assert r.returncode == 0, r.stderr
     from tiles import open_store
 
-    d = open_store(home / "store").manifest("p1")["desensitization"]
+    d = open_store(home / "store").manifest("p1")["desensitisation"]
     assert d["profile"] == "production" and d["certified"] is True and d["notice"] is None
     assert d["offset"]["name"] == "vendor" and d["offset"]["certificate"] == "TEST-CERT-0001"

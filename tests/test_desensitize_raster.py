@@ -89,7 +89,7 @@ def test_publish_attaches_desensitised_raster(tmp_path):
                        capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
     assert r.returncode == 0, r.stderr
     store = open_store(tmp_path / "home" / "store")
-    info = store.manifest("r")["desensitization"]["rasters"][0]
+    info = store.manifest("r")["desensitisation"]["rasters"][0]
     assert info["attachment"] == "raster/ground_elevation.tif" and info["elevation"] and info["masked_pixels"] > 0
     cog = store.attachment("r", "raster/ground_elevation.tif")  # public: vehicles may fetch it
     with MemoryFile(cog) as mem, mem.open() as ds:

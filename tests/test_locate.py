@@ -104,7 +104,7 @@ def sample_truth(baseline: Path, origin, n_max=150, seed=0):
 
 
 def _publish_and_serve(moved, origin, home, monkeypatch, yaml_text=None, level=14, name="b1"):
-    from mapsvc import signing
+    from tiles import signing
     from mapsvc.pipeline import publish
     from mapsvc.tokens import TokenStore
     from api.conftest import LiveServer

@@ -117,7 +117,7 @@ def test_every_tile_the_raster_covers_gets_an_aligned_cog_with_the_layers_values
 def test_elevation_is_degraded_per_band_and_restricted_areas_are_masked(published):
     store, manifest = published["store"], published["manifest"]
     p = get_provider("gcj02")
-    report = {r["layer"]: r for r in manifest["desensitization"]["rasters"]}
+    report = {r["layer"]: r for r in manifest["desensitisation"]["rasters"]}
     assert report["lidar"]["elevation_bands"] == [1] and report["lidar"]["masked_pixels"] > 0
     assert report["lidar"]["tiles"] == len(_tiles_with(manifest, "lidar"))
     # Points of the raster, true and offset; which tile each offset point falls in
@@ -170,7 +170,7 @@ def test_cut_raster_skips_tiles_without_data_and_snaps_unaligned_sources(tmp_pat
 def test_api_serves_tile_rasters_with_etag_and_the_client_verifies_them(published, tmp_path):
     from api.conftest import LiveServer, assert_problem
 
-    from mapsvc import signing
+    from tiles import signing
     from mapsvc.client import VehicleClient, VerificationError
     from mapsvc.tokens import TokenStore
 

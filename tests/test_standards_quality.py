@@ -162,7 +162,7 @@ def test_cli_check_map(tmp_path, mapsvc_home):
 def test_release_compliance(tmp_path, mapsvc_home):
     from mapsvc.config import home
     from mapsvc.pipeline import publish
-    from mapsvc.signing import release_signature
+    from tiles.signing import release_signature
     from tiles import cut, make_manifest, open_store
 
     src = real(KASHI)
@@ -185,18 +185,21 @@ def test_release_compliance(tmp_path, mapsvc_home):
     from types import SimpleNamespace
 
     m1 = store.manifest("r1")
-    d = {**m1["desensitization"], "certified": True, "notice": None,
-         "offset": {**m1["desensitization"]["offset"], "name": "vendor", "certified": True, "points_outside_region": 0}}
+    rec = m1["desensitisation"]
+    d = {**rec, "certified": True, "notice": None,
+         "offset": {**rec["offset"], "name": "vendor", "certified": True, "points_outside_region": 0}}
     tiles1 = [SimpleNamespace(id=t["id"], data=store.tile("r1", t["id"])[0], sha256=t["sha256"], bytes=t["bytes"])
               for t in m1["tiles"]]
-    mc = {**m1, "release": "cert", "desensitization": d}
-    store.publish("cert", tiles1, mc, attachments=release_signature(mc))
+    mc = {**m1, "release": "cert", "desensitisation": d}
+    store.publish("cert", tiles1, mc, attachments=release_signature(mc, home()))
     rc = check_release(store, "cert", home(), metadata=GOOD_META)
     assert {c["id"]: c["count"] for c in rc["checks"]}["compliance.offset_provider"] == 0
 
-    # an uncertified offset recorded under the production profile: class A
-    mp = {**m1, "release": "prod", "desensitization": {**m1["desensitization"], "profile": "production"}}
-    store.publish("prod", tiles1, mp, attachments=release_signature(mp))
+    # an uncertified offset recorded under the production profile: class A (recorded under the key releases
+    # published before the spelling fix carry: still read)
+    old = {k: v for k, v in m1.items() if k != "desensitisation"}
+    mp = {**old, "release": "prod", "desensitization": {**rec, "profile": "production"}}
+    store.publish("prod", tiles1, mp, attachments=release_signature(mp, home()))
     rp = check_release(store, "prod", home(), metadata=GOOD_META)
     assert {c["id"]: c for c in rp["checks"]}["compliance.offset_provider"]["counts"].get("A") == 1
     assert rp["verdict"]["result"] == "fail"
@@ -208,8 +211,8 @@ def test_release_compliance(tmp_path, mapsvc_home):
     raw_path = tmp_path / "raw.osm"
     raw_path.write_bytes(etree.tostring(root))
     tiles = cut(read_map(raw_path), 13)
-    manifest = make_manifest(tiles, 13, release="raw", desensitization=store.manifest("r1")["desensitization"])
-    store.publish("raw", tiles, manifest, attachments=release_signature(manifest))
+    manifest = make_manifest(tiles, 13, release="raw", desensitization=rec)
+    store.publish("raw", tiles, manifest, attachments=release_signature(manifest, home()))
     r2 = check_release(store, "raw", home(), metadata=GOOD_META)
     scan = [f for f in r2["findings"] if f["check"] == "compliance.desensitisation_scan"]
     assert scan and any("road_surface" in f["detail"] or "SEC-09" in f["detail"] for f in scan), scan[:3]

@@ -107,5 +107,10 @@ def test_publish_is_atomic_under_kill(tmp_path):
             outcomes.append("none")
         assert store.manifest("base") == base and store.verify("base") == []
     assert "none" in outcomes, outcomes  # at least one kill landed mid-publish
+    blob_dir = home / "store" / "blobs" / "sha256"
+    before = len(list(blob_dir.glob("*/*")))
     removed = store.gc()
-    assert store.verify("full") == [] and removed >= 0
+    on_disk = {p.name.split(".")[0] for p in blob_dir.glob("*/*")}
+    referenced = {t["sha256"] for r in store.releases() for t in store.manifest(r.name)["tiles"]}
+    assert on_disk == referenced and removed == before - len(on_disk)  # gc took exactly the orphans
+    assert store.verify("full") == []

@@ -81,8 +81,13 @@ def test_tile_command_writes_manifest_and_tiles(real_map, tmp_path):
         assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
         assert grid.is_valid_tile(entry["id"]) and int(grid.tile_level(entry["id"])) == 14
         assert tuple(entry["bbox"]) == grid.tile_bbox(entry["id"])
-        assert entry["counts"]["lanelets"] >= 0
+        (tmp_path / "t.osm").write_bytes(gzip.decompress(data))
+        tile_map = read_osm(tmp_path / "t.osm")
+        assert entry["counts"]["lanelets"] == int((tile_map.relation_types() == "lanelet").sum())
+        assert entry["counts"]["points"] == tile_map.n_nodes
     assert len(list((out / "tiles").iterdir())) == len(manifest["tiles"])
+    assert sum(e["counts"]["lanelets"] for e in manifest["tiles"]) >= int(
+        (read_osm(real_map).relation_types() == "lanelet").sum())  # every lanelet is in at least one tile
 
 
 def test_local_only_map_needs_origin_to_place_tiles(tmp_path):

@@ -1,8 +1,8 @@
 """The release store: immutable, named sets of tiles plus a manifest.
 
 Tiles are stored once per content (sha256-addressed blobs), so a tile unchanged between releases costs
-nothing. The catalogue is SQLite by default; :class:`ReleaseStore` is the interface a PostgreSQL-backed store
-would implement (``open_store`` picks one by URL scheme from a registry).
+nothing. :class:`ReleaseStore` is the whole interface its callers use; the SQLite store is the embedded
+default and other back ends (PostgreSQL) register in :data:`STORES` by URL scheme (``open_store``).
 
 Publishing is atomic: blobs are written first (temp file, fsync, rename; a blob nobody references is
 harmless and ``gc`` removes it), then the release and all its tile rows go in one SQLite transaction. A process
@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lanelets.osm import write_atomic
+from lanelets.files import write_atomic
 from tiles.cutter import Tile
 from tiles.errors import StoreError
 
 MANIFEST_FORMAT = "mapsvc-tiles/1"
 RESERVED_NAMES = frozenset({"latest"})  # an API alias
-RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RELEASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # use fullmatch (see check_release_name)
 
 
 def tile_path(tile_id: int) -> str:
@@ -68,6 +68,15 @@ def make_manifest(tiles: list[Tile], level: int, **meta) -> dict:
             for t in sorted(tiles, key=lambda t: t.id)
         ],
     }
+
+
+DESENSITISATION = "desensitisation"   # the manifest key (British, as in the report and the docs)
+_OLD_DESENSITISATION = "desensitization"  # manifests published before the spelling was fixed (still signed)
+
+
+def desensitisation_of(manifest: dict) -> dict | None:
+    """A manifest's desensitisation record, under either spelling (old signed manifests are never rewritten)."""
+    return manifest.get(DESENSITISATION, manifest.get(_OLD_DESENSITISATION))
 
 
 def content_key(entry: dict) -> str:
@@ -121,28 +130,95 @@ class ReleaseInfo:
     manifest_sha256: str
 
 
-class ReleaseStore(ABC):
-    """What every release store does; the service and CLI only use this."""
+def check_release_name(name) -> str:
+    """``name`` if it may name a new release, else :class:`StoreError` (it becomes a URL segment and a file
+    name; ``fullmatch``, since ``$`` would let a trailing newline through)."""
+    if not isinstance(name, str) or not RELEASE_NAME.fullmatch(name) or name in RESERVED_NAMES:
+        raise StoreError(f"release name {str(name)[:80]!r}: use letters, digits, '.', '_' or '-' (at most 128), "
+                         f"not {', '.join(sorted(RESERVED_NAMES))}")
+    return name
 
+
+@dataclass
+class TileChanges:
+    """What changed between two releases, tile by tile (a tile whose vector data or any raster layer changed is
+    changed). ``added``/``changed`` in the new release's order, ``removed`` sorted."""
+    added: list[int]
+    changed: list[int]
+    removed: list[int]
+    unchanged: int
+
+
+def tile_changes(old: Iterable[tuple[int, str]], new: Iterable[tuple[int, str]]) -> TileChanges:
+    """The one release diff: (tile id, :func:`content_key`) pairs of the old and the new release."""
+    before = dict(old)
+    added, changed, seen = [], [], set()
+    for tid, key in new:
+        seen.add(tid)
+        if tid not in before:
+            added.append(tid)
+        elif before[tid] != key:
+            changed.append(tid)
+    removed = sorted(set(before) - seen)
+    return TileChanges(added, changed, removed, len(seen) - len(added) - len(changed))
+
+
+class ReleaseStore(ABC):
+    """Every release store does this; the service, the CLI, the checks and the client use nothing else.
+
+    A back end implements the abstract methods and registers a factory in :data:`STORES` under its URL
+    scheme; ``tests/store_contract.py`` then runs the same contract over it. Errors are :class:`StoreError`
+    (one line). Releases are immutable: nothing here changes or removes a published release, its tiles or its
+    attachments. Blobs (tiles) are addressed by their lower-case hex sha256.
+    """
+
+    # -- writing -------------------------------------------------------------------------------------
     @abstractmethod
     def publish(self, name: str, tiles: list[Tile], manifest: dict,
                 attachments: dict[str, tuple[bytes, bool]] | None = None,
-                progress: Callable[[int], None] | None = None) -> dict: ...
+                progress: Callable[[int], None] | None = None) -> dict:
+        """Store release ``name`` all or nothing: its tiles (each checked against its sha256), the manifest
+        (kept as :func:`manifest_bytes`, what is signed) and ``attachments`` {key: (data, restricted)}.
+        Rejects a bad name (:func:`check_release_name`) or one already taken. ``progress(n)`` is called as
+        tiles are written. A process killed at any moment leaves the whole release or none of it."""
 
     @abstractmethod
-    def releases(self) -> list[ReleaseInfo]: ...
+    def add_attachment(self, name: str, key: str, data: bytes, restricted: bool) -> None:
+        """Attach a file to a published release (a report); never replaces an attachment (StoreError)."""
 
     @abstractmethod
-    def manifest(self, name: str) -> dict: ...
+    def gc(self) -> int:
+        """Remove blobs no release references (left by an interrupted publish); returns how many."""
+
+    # -- reading -------------------------------------------------------------------------------------
+    @abstractmethod
+    def releases(self) -> list[ReleaseInfo]:
+        """Every release, oldest publish first."""
 
     @abstractmethod
-    def tile(self, name: str, tile_id: int) -> tuple[bytes, str]: ...
+    def manifest_raw(self, name: str) -> bytes:
+        """The manifest exactly as stored: the canonical bytes that are hashed, signed and served."""
 
     @abstractmethod
-    def blob(self, sha256: str) -> bytes: ...
+    def tile(self, name: str, tile_id: int) -> tuple[bytes, str]:
+        """(bytes, sha256) of one tile of a release."""
 
     @abstractmethod
-    def attachment(self, name: str, key: str, *, restricted_ok: bool = False) -> bytes: ...
+    def blob(self, sha256: str) -> bytes:
+        """A stored tile blob by its sha256 (StoreError if missing or not a sha256)."""
+
+    @abstractmethod
+    def blob_file(self, sha256: str) -> Path | None:
+        """The local file holding a blob, for sendfile and a front nginx; None when this back end keeps no
+        local files (callers then use :meth:`blob`). Raises StoreError for a malformed sha256."""
+
+    @abstractmethod
+    def attachment(self, name: str, key: str, *, restricted_ok: bool = False) -> bytes:
+        """A release attachment; a restricted one (e.g. audit.json) only with ``restricted_ok``."""
+
+    # -- derived (the same for every back end) --------------------------------------------------------
+    def manifest(self, name: str) -> dict:
+        return json.loads(self.manifest_raw(name))
 
     def latest(self) -> ReleaseInfo:
         rel = self.releases()
@@ -151,20 +227,36 @@ class ReleaseStore(ABC):
         return rel[-1]
 
     def diff(self, a: str, b: str) -> dict:
-        """Tiles added, changed and removed going from release ``a`` to release ``b`` (a tile whose vector data
-        or any of whose raster layers changed is changed)."""
-        ta = {t["id"]: content_key(t) for t in self.manifest(a)["tiles"]}
-        tb = {t["id"]: content_key(t) for t in self.manifest(b)["tiles"]}
-        return {
-            "from": a,
-            "to": b,
-            "added": sorted(set(tb) - set(ta)),
-            "changed": sorted(i for i in set(ta) & set(tb) if ta[i] != tb[i]),
-            "removed": sorted(set(ta) - set(tb)),
-            "unchanged": sum(1 for i in set(ta) & set(tb) if ta[i] == tb[i]),
-        }
+        """Tiles added, changed and removed going from release ``a`` to release ``b`` (:func:`tile_changes`)."""
+        pairs = [[(t["id"], content_key(t)) for t in self.manifest(n)["tiles"]] for n in (a, b)]
+        ch = tile_changes(*pairs)
+        return {"from": a, "to": b, "added": sorted(ch.added), "changed": sorted(ch.changed),
+                "removed": ch.removed, "unchanged": ch.unchanged}
+
+    def verify(self, name: str) -> list[str]:
+        """Problems found re-hashing every tile and raster of a release against its manifest (empty: intact)."""
+        problems = []
+        manifest = self.manifest(name)
+        for t in manifest["tiles"]:
+            try:
+                data = self.blob(t["sha256"])
+            except StoreError as exc:
+                problems.append(str(exc))
+                continue
+            if hashlib.sha256(data).hexdigest() != t["sha256"]:
+                problems.append(f"tile {t['id']}: stored bytes do not match sha256 {t['sha256']}")
+        for layer, tid, r in _raster_files(manifest):
+            try:
+                data = self.attachment(name, raster_attachment(layer, tid))
+            except StoreError as exc:
+                problems.append(str(exc))
+                continue
+            if hashlib.sha256(data).hexdigest() != r["sha256"]:
+                problems.append(f"tile {tid}: raster {layer!r} does not match sha256 {r['sha256']}")
+        return problems
 
     def export(self, name: str, out: str | os.PathLike) -> dict:
+        """Write a release to ``out`` in the layout of ``mapsvc tile`` (:func:`write_tile_dir`)."""
         manifest = self.manifest(name)
         blobs = {t["sha256"]: self.blob(t["sha256"]) for t in manifest["tiles"]}
         for layer, tid, r in _raster_files(manifest):
@@ -218,9 +310,7 @@ class SqliteReleaseStore(ReleaseStore):
 
     # -- writing -------------------------------------------------------------------------------------
     def publish(self, name, tiles, manifest, attachments=None, progress=None) -> dict:
-        if not RELEASE_NAME.match(name or "") or name in RESERVED_NAMES:
-            raise StoreError(f"release name {name!r}: use letters, digits, '.', '_' or '-' (at most 128), "
-                             f"not {', '.join(sorted(RESERVED_NAMES))}")
+        check_release_name(name)
         with self._connect() as db:
             if db.execute("SELECT 1 FROM releases WHERE name=?", (name,)).fetchone():
                 raise StoreError(f"release {name!r} already exists; releases are immutable")
@@ -254,8 +344,7 @@ class SqliteReleaseStore(ReleaseStore):
         return manifest
 
     def add_attachment(self, name: str, key: str, data: bytes, restricted: bool) -> None:
-        """Attach a file to an existing release (a signature, a report); never replaces one."""
-        self.manifest(name)
+        self.manifest_raw(name)
         with self._connect() as db:
             try:
                 db.execute("INSERT INTO attachments VALUES (?,?,?,?)", (name, key, data, int(restricted)))
@@ -271,13 +360,6 @@ class SqliteReleaseStore(ReleaseStore):
             ).fetchall()
         return [ReleaseInfo(*r) for r in rows]
 
-    def manifest(self, name: str) -> dict:
-        with self._connect() as db:
-            row = db.execute("SELECT manifest FROM releases WHERE name=?", (name,)).fetchone()
-        if row is None:
-            raise StoreError(f"unknown release {name!r}")
-        return json.loads(row[0])
-
     def manifest_raw(self, name: str) -> bytes:
         with self._connect() as db:
             row = db.execute("SELECT manifest FROM releases WHERE name=?", (name,)).fetchone()
@@ -290,7 +372,7 @@ class SqliteReleaseStore(ReleaseStore):
             row = db.execute("SELECT sha256 FROM release_tiles WHERE release=? AND tile_id=?",
                              (name, int(tile_id))).fetchone()
         if row is None:
-            self.manifest(name)  # unknown release -> its own error
+            self.manifest_raw(name)  # unknown release -> its own error
             raise StoreError(f"release {name!r} has no tile {tile_id}")
         return self.blob(row[0]), row[0]
 
@@ -312,27 +394,6 @@ class SqliteReleaseStore(ReleaseStore):
         if row is None or (row[1] and not restricted_ok):
             raise StoreError(f"release {name!r} has no {key!r}")
         return bytes(row[0])
-
-    def verify(self, name: str) -> list[str]:
-        """Problems found re-hashing every tile of a release against its manifest (empty = intact)."""
-        problems = []
-        for t in self.manifest(name)["tiles"]:
-            try:
-                data = self.blob(t["sha256"])
-            except StoreError as exc:
-                problems.append(str(exc))
-                continue
-            if hashlib.sha256(data).hexdigest() != t["sha256"]:
-                problems.append(f"tile {t['id']}: stored bytes do not match sha256 {t['sha256']}")
-        for layer, tid, r in _raster_files(self.manifest(name)):
-            try:
-                data = self.attachment(name, raster_attachment(layer, tid))
-            except StoreError as exc:
-                problems.append(str(exc))
-                continue
-            if hashlib.sha256(data).hexdigest() != r["sha256"]:
-                problems.append(f"tile {tid}: raster {layer!r} does not match sha256 {r['sha256']}")
-        return problems
 
     def gc(self) -> int:
         """Remove blobs no release references (left by an interrupted publish). Returns how many."""
@@ -363,10 +424,3 @@ def open_store(url: str | os.PathLike) -> ReleaseStore:
     if factory is None:
         raise StoreError(f"no release store for scheme {scheme!r} (have: {', '.join(sorted(STORES))})")
     return factory(rest if scheme != "sqlite" else rest or ".")
-
-
-def iter_tiles_from_dir(directory: str | os.PathLike) -> Iterable[tuple[dict, bytes]]:
-    d = Path(directory)
-    manifest = json.loads((d / "manifest.json").read_text())
-    for entry in manifest["tiles"]:
-        yield entry, (d / entry["path"]).read_bytes()

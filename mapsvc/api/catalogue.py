@@ -7,78 +7,16 @@ seconds. One instance per app (kept in ``app.extensions``), never module state.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-
-import numpy as np
 
 from tiles import open_store
 from tiles.errors import StoreError
-from tiles.grid import tile_bboxes
-from tiles.store import RELEASE_NAME, content_key
+from tiles.store import RELEASE_NAME
+from tiles.view import ReleaseView
 
 from mapsvc.api.problems import Problem
-
-
-@dataclass
-class ReleaseView:
-    name: str
-    raw: bytes          # canonical manifest bytes: what is signed and served
-    sha256: str
-    level: int
-    ids: np.ndarray     # int64, manifest order
-    sha: list[str]
-    size: list[int]
-    index: dict[int, int]
-    keys: list[str]     # tiles.store.content_key per row: vector hash + raster layer hashes (for deltas)
-    _boxes: object = field(default=None, repr=False)
-    _paths: dict = field(default_factory=dict, repr=False)
-
-    def blob_path(self, row: int, store) -> str:
-        """Path of a tile's blob file, resolved once per row (the hot path of tile GETs)."""
-        path = self._paths.get(row)
-        if path is None:
-            path = self._paths[row] = str(store.blob_file(self.sha[row]))
-        return path
-
-    @classmethod
-    def of(cls, name: str, raw: bytes) -> "ReleaseView":
-        manifest = json.loads(raw)
-        entries = manifest["tiles"]
-        ids = np.array([t["id"] for t in entries], dtype=np.int64)
-        return cls(name, raw, hashlib.sha256(raw).hexdigest(), int(manifest["level"]), ids,
-                   [t["sha256"] for t in entries], [int(t["bytes"]) for t in entries],
-                   {int(t["id"]): i for i, t in enumerate(entries)}, [content_key(t) for t in entries])
-
-    def entries(self, rows) -> list[dict]:
-        return [{"id": int(self.ids[i]), "sha256": self.sha[i], "bytes": self.size[i]} for i in rows]
-
-    @property
-    def bboxes(self) -> np.ndarray:
-        return tile_bboxes(self.ids) if len(self.ids) else np.zeros((0, 4))
-
-    def in_bbox(self, west: float, south: float, east: float, north: float) -> list[int]:
-        """Rows of tiles touching the box, with the grid's floor rule (a tile is [west, east) x [south, north))."""
-        b = self.bboxes
-        mask = (b[:, 0] <= east) & (b[:, 2] > west) & (b[:, 1] <= north) & (b[:, 3] > south)
-        return np.flatnonzero(mask).tolist()
-
-    def in_circle(self, lat: float, lon: float, radius_m: float) -> list[int]:
-        """Rows of tiles touching a geodesic circle (polygon of 72 points from pyproj's Geod, vectorised)."""
-        import shapely
-        from pyproj import Geod
-
-        az = np.linspace(0.0, 360.0, 72, endpoint=False)
-        plon, plat, _ = Geod(ellps="WGS84").fwd(np.full(72, lon), np.full(72, lat), az, np.full(72, radius_m))
-        circle = shapely.Polygon(np.column_stack([plon, plat]))
-        if self._boxes is None:
-            b = self.bboxes
-            self._boxes = shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
-        hit = shapely.intersects(self._boxes, circle) | shapely.contains_xy(self._boxes, lon, lat)
-        return np.flatnonzero(hit).tolist()
 
 
 class Catalogue:
@@ -134,17 +72,23 @@ class Catalogue:
                 self._views.popitem(last=False)
         return view
 
-    def tile_bytes(self, sha: str, path: str) -> bytes | None:
+    def tile_bytes(self, sha: str, path: str | None) -> bytes | None:
         """A tile's verified bytes from memory (loaded on first use), or None: cache off, tile too big for the
-        budget, file missing, or bytes that do not hash to ``sha`` (the caller then decides)."""
+        budget, file missing, or bytes that do not hash to ``sha`` (the caller then decides). ``path`` None:
+        the store keeps no local files, so the bytes come from the store (and are served from here)."""
         data = self._bytes.get(sha)
-        if data is not None or self.tile_cache_budget <= 0:
+        if data is not None or (self.tile_cache_budget <= 0 and path is not None):
             return data
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
+            if path is None:
+                data = self.store.blob(sha)
+            else:
+                with open(path, "rb") as f:
+                    data = f.read()
+        except (OSError, StoreError):
             return None
+        if path is None and self.tile_cache_budget <= 0:
+            return data if hashlib.sha256(data).hexdigest() == sha else None
         if len(data) > self.tile_cache_budget // 4 or hashlib.sha256(data).hexdigest() != sha:
             return None
         with self._lock:

@@ -15,11 +15,10 @@ import os
 import re
 import time
 
-from werkzeug.http import parse_etags
 from werkzeug.wsgi import FileWrapper
 
 from mapsvc.api.auth import PERMISSIONS
-from mapsvc.api.releases import TILE_CACHE
+from mapsvc.api.releases import TILE_CACHE, not_modified
 
 _TILE_ID = re.compile(r"-?[0-9]{1,10}")
 _PREFIX = "/v1/releases/"
@@ -65,14 +64,13 @@ class TileFastPath:
             return None  # Flask answers the 429 with its problem document
         sha = view.sha[row]
         etag = f'"{sha}"'
-        inm = environ.get("HTTP_IF_NONE_MATCH")
-        if inm and parse_etags(inm).contains_weak(sha):
+        if not_modified(environ, sha):
             start_response("304 NOT MODIFIED", [("ETag", etag), ("Cache-Control", TILE_CACHE)])
             self._line(environ, path_status=304, rec=rec, t0=t0)
             return []
         path = view.blob_path(row, self.catalogue.store)
         data = self.catalogue.tile_bytes(sha, path)
-        if data is None and self.catalogue.tile_cache_budget > 0:
+        if data is None and (path is None or self.catalogue.tile_cache_budget > 0):
             return None  # not cacheable or failed its checksum: Flask decides
         headers = [("Content-Type", "application/gzip"), ("Content-Length", ""), ("ETag", etag),
                    ("Cache-Control", TILE_CACHE)]

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app
 from mapsvc import __version__
 from mapsvc.api.openapi import spec
 from mapsvc.api.problems import Problem
-from mapsvc.signing import list_keys
+from tiles.signing import list_keys
 
 bp = Blueprint("meta", __name__)
 

@@ -7,19 +7,20 @@ import logging
 import math
 import os
 import re
+from typing import Callable
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.http import parse_etags
+from werkzeug.http import is_resource_modified
 from werkzeug.wsgi import wrap_file
 
 from tiles.grid import is_valid_tile
 from tiles.raster import LAYER_NAME
-from tiles.store import raster_attachment
+from tiles.signing import SIG_ATTACHMENT
+from tiles.store import raster_attachment, tile_changes
 
 from mapsvc.api.auth import requires
 from mapsvc.api.problems import Problem
 from mapsvc.errors import USER_ERRORS
-from mapsvc.signing import SIG_ATTACHMENT
 
 bp = Blueprint("releases", __name__)
 log = logging.getLogger("mapsvc.api")
@@ -27,6 +28,20 @@ TILE_CACHE = "public, max-age=31536000, immutable"  # tiles are content-addresse
 _TILE_ID = re.compile(r"^-?[0-9]{1,10}$")
 _LANG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
 _FLOAT = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$")
+
+
+def not_modified(environ, sha: str) -> bool:
+    """Whether the request's If-None-Match matches ETag ``"sha"`` (werkzeug's rule, as in make_conditional:
+    weak comparison, ``*``). The one ETag test of the API; the tile fast path uses it too."""
+    return "HTTP_IF_NONE_MATCH" in environ and not is_resource_modified(environ, etag=sha)
+
+
+def _conditional(sha: str, cache_control: str, body: Callable[[], Response]) -> Response:
+    """304 when the client holds this content, else ``body()`` (only made then); ETag and Cache-Control on both."""
+    resp = Response(status=304) if not_modified(request.environ, sha) else body()
+    resp.set_etag(sha)
+    resp.headers["Cache-Control"] = cache_control
+    return resp
 
 
 def _ext() -> dict:
@@ -105,11 +120,7 @@ def latest():
 @requires("read_releases")
 def manifest(release):
     view = _ext()["catalogue"].release(release)
-    headers = {"ETag": f'"{view.sha256}"', "Cache-Control": "no-cache"}
-    inm = request.headers.get("If-None-Match")
-    if inm and parse_etags(inm).contains_weak(view.sha256):
-        return Response(status=304, headers=headers)
-    return Response(view.raw, mimetype="application/json", headers=headers)
+    return _conditional(view.sha256, "no-cache", lambda: Response(view.raw, mimetype="application/json"))
 
 
 @bp.get("/releases/<release>/manifest.sig")
@@ -131,7 +142,6 @@ def tile(release, tile_id):
         tid = _tile_id(tile_id)
         raise Problem(404, "Not Found", f"release {release!r} has no tile {tid}")
     sha = view.sha[row]
-    headers = {"ETag": f'"{sha}"', "Cache-Control": TILE_CACHE}
     if request.query_string:
         if set(request.args) - {"redirect"} or len(request.args.getlist("redirect")) != 1:
             raise Problem(400, "Bad Request", "the only query parameter here is redirect=1")
@@ -139,16 +149,18 @@ def tile(release, tile_id):
             raise Problem(400, "Bad Request", "redirect must be 1 or true")
         url, _ = _signed_url(sha)
         return Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
-    inm = request.headers.get("If-None-Match")
-    if inm and parse_etags(inm).contains_weak(sha):
-        return Response(status=304, headers=headers)
+    return _conditional(sha, TILE_CACHE, lambda: _tile_body(ext["catalogue"], view, row, release, tile_id))
+
+
+def _tile_body(cat, view, row: int, release: str, tile_id: str) -> Response:
     # The path comes from the catalogue's sha256, never from the request: nothing outside the store is reachable.
-    cat = ext["catalogue"]
+    sha = view.sha[row]
     path = view.blob_path(row, cat.store)
     data = cat.tile_bytes(sha, path)
     if data is not None:
-        return Response(data, mimetype="application/gzip", headers=headers)
-    if cat.tile_cache_budget > 0 and os.path.exists(path) and os.path.getsize(path) <= cat.tile_cache_budget // 4:
+        return Response(data, mimetype="application/gzip")
+    if path is None or (cat.tile_cache_budget > 0 and os.path.exists(path)
+                        and os.path.getsize(path) <= cat.tile_cache_budget // 4):
         log.error("tile %s of %s: blob %s fails its sha256 check", tile_id, release, sha)
         raise Problem(503, "Service Unavailable", f"tile {tile_id} of {release!r} is damaged in the store")
     try:
@@ -157,8 +169,7 @@ def tile(release, tile_id):
         raise Problem(503, "Service Unavailable", f"tile {tile_id} of {release!r} is missing from the store") from None
     size = os.fstat(f.fileno()).st_size
     # wrap_file lets gunicorn use sendfile(2) for the body
-    resp = Response(wrap_file(request.environ, f), mimetype="application/gzip", headers=headers,
-                    direct_passthrough=True)
+    resp = Response(wrap_file(request.environ, f), mimetype="application/gzip", direct_passthrough=True)
     resp.content_length = size
     return resp
 
@@ -192,16 +203,16 @@ def tile_raster(release, tile_id, layer):
     sha = _raster_index(view).get((tid, layer))
     if sha is None:
         raise Problem(404, "Not Found", f"release {release!r} has no raster {layer!r} for tile {tid}")
-    headers = {"ETag": f'"{sha}"', "Cache-Control": TILE_CACHE}
-    inm = request.headers.get("If-None-Match")
-    if inm and parse_etags(inm).contains_weak(sha):
-        return Response(status=304, headers=headers)
+    return _conditional(sha, TILE_CACHE, lambda: _raster_body(release, tid, layer, sha))
+
+
+def _raster_body(release: str, tid: int, layer: str, sha: str) -> Response:
     data = _ext()["catalogue"].attachment(release, raster_attachment(layer, tid))
     if data is None or hashlib.sha256(data).hexdigest() != sha:
         log.error("raster %s of tile %s of %s is missing or fails its sha256 check", layer, tid, release)
         raise Problem(503, "Service Unavailable", f"raster {layer!r} of tile {tid} of {release!r} is damaged "
                       "or missing in the store")
-    return Response(data, mimetype=RASTER_TYPE, headers=headers)
+    return Response(data, mimetype=RASTER_TYPE)
 
 
 def _signed_url(sha: str) -> tuple[str, int]:
@@ -242,14 +253,11 @@ def delta(release):
     if set(args) != {"from"} or len(args.getlist("from")) != 1:
         raise Problem(400, "Bad Request", "give exactly one query parameter: from=RELEASE")
     a, b = cat.release(args["from"]), cat.release(release)
-    old = dict(zip(a.ids.tolist(), a.keys, strict=True))
-    new_rows = {int(t): i for i, t in enumerate(b.ids.tolist())}
-    added = [i for t, i in new_rows.items() if t not in old]
-    changed = [i for t, i in new_rows.items() if t in old and old[t] != b.keys[i]]
-    removed = sorted(set(old) - set(new_rows))
+    ch = tile_changes(a.content_keys(), b.content_keys())
     return _json({"from": a.name, "to": b.name, "from_manifest_sha256": a.sha256, "to_manifest_sha256": b.sha256,
-                  "added": b.entries(added), "changed": b.entries(changed), "removed": removed,
-                  "unchanged": len(new_rows) - len(added) - len(changed)})
+                  "added": b.entries(b.index[t] for t in ch.added),
+                  "changed": b.entries(b.index[t] for t in ch.changed),
+                  "removed": ch.removed, "unchanged": ch.unchanged})
 
 
 REPORT_TYPES = {"json": "application/json", "html": "text/html", "pdf": "application/pdf"}

@@ -49,7 +49,7 @@ def stations():
 @bp.get("/stations/<station_id>")
 @requires("read_stations")
 def station(station_id):
-    if not _STATION_ID.match(station_id):
+    if not _STATION_ID.fullmatch(station_id):
         raise Problem(400, "Bad Request", "station ids are 1-64 letters, digits, '.', '_' or '-'")
     doc = _status()
     for st in doc.get("stations", []):

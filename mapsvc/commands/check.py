@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mapsvc.commands.maps import origin_option
+from standards.report import LANGS
 
 
 @click.command("check")
@@ -21,14 +22,14 @@ from mapsvc.commands.maps import origin_option
 @click.option("--metadata", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML: review_no, review_expiry, qualification_no, producer, offset_provider "
                    "(default: $MAPSVC_HOME/metadata.yaml if present).")
-@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(LANGS), default="en", show_default=True)
 @click.option("--public", is_flag=True, help="Generalise positions to 50 m (always on for --release).")
 @origin_option
 def check(map_path, release, report_dir, reference, checkpoints, metadata, lang, public, origin):
     """Check MAP.osm or a release against the quality standard and the mapping rules.
 
     Writes REPORT/report.json, report.html and report.pdf; exits 1 when the result is a fail."""
-    from lanelets.osm import write_atomic
+    from lanelets.files import write_atomic
     from standards import StandardsError, check_map, check_release
     from standards.report import render
     from standards.runner import load_metadata

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from mapsvc.config import home
+from mapsvc.tokens import ROLES
 
 
 def registry():
@@ -23,15 +24,6 @@ def token_store():
     from mapsvc.tokens import TokenStore
 
     return TokenStore(home() / "tokens.sqlite")
-
-
-class _UserError(click.ClickException):
-    """A token error shown like the domain errors (``mapsvc: error: ...``, exit 2)."""
-
-    exit_code = 2
-
-    def show(self, file=None):
-        click.echo(f"mapsvc: error: {self.message}", err=True)
 
 
 # --- stations ---------------------------------------------------------------------------------------
@@ -125,20 +117,16 @@ def tokens() -> None:
 
 
 @tokens.command("create")
-@click.option("--role", required=True, type=click.Choice(["vehicle", "producer", "surveyor", "admin"]))
+@click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--name", default=None, help="Token name (NTRIP user name); default role-xxxxxxxx.")
 @click.option("--mountpoints", default=None, help="Comma-separated mountpoints this token may use (default all).")
 def tokens_create(role, name, mountpoints):
     """Create a token and print it once (only its hash is kept)."""
-    from mapsvc.tokens import TokenError
-
     store = token_store()
     try:
         mps = [m.strip() for m in mountpoints.split(",") if m.strip()] if mountpoints else None
         token = store.create(role, name, mountpoints=mps)
         rec = store.verify(token)
-    except TokenError as exc:
-        raise _UserError(str(exc)) from None
     finally:
         store.close()
     click.echo(f"name:  {rec.name}", err=True)
@@ -168,7 +156,9 @@ def tokens_revoke(name):
     store = token_store()
     try:
         if not store.revoke(name):
-            raise _UserError(f"no active token named {name!r} in {store.path}")
+            from mapsvc.tokens import TokenError
+
+            raise TokenError(f"no active token named {name!r} in {store.path}")
     finally:
         store.close()
     click.echo(f"token {name} revoked")

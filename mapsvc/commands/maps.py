@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from desensitize.profile import PROFILES
 from mapsvc.config import home
 
 
@@ -69,7 +70,7 @@ def tile_cmd(map_path, out, level, origin):
 @origin_option
 @click.option("--restricted-areas", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Polygon layer GDAL reads (GeoPackage, GeoJSON): everything intersecting it is removed.")
-@click.option("--profile", type=click.Choice(["pilot-test", "production"]), default=None,
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
               help="Desensitisation profile (default from $MAPSVC_HOME/desensitize.yaml, else pilot-test).")
 @click.option("--offset-provider", default=None, metavar="NAME",
               help="Offset provider registered under mapsvc.offset_providers (gcj02, vendor, ...).")
@@ -81,11 +82,12 @@ def tile_cmd(map_path, out, level, origin):
 def publish_cmd(map_path, release, level, origin, restricted_areas, profile, offset_provider, rules, rasters, frame):
     """Desensitise MAP.osm, tile it and store it as an immutable release."""
     from mapsvc.pipeline import publish
+    from tiles.store import desensitisation_of
 
     manifest = publish(map_path, release, store_url(), level, origin, restricted_areas=restricted_areas,
                        profile=profile, offset_provider=offset_provider, rules=rules, rasters=rasters,
                        frame=frame)
-    d = manifest["desensitization"]
+    d = desensitisation_of(manifest)
     click.echo(f"published {release}: {len(manifest['tiles'])} tiles at level {level}; "
                f"offset {d['offset']['name']} (certified: {'yes' if d['certified'] else 'no'}), profile {d['profile']}; "
                f"frame {manifest['frame']['horizontal']}@{manifest['frame']['epoch']}")

@@ -1,6 +1,6 @@
 """Compliance of a published release: the desensitisation final scan, the recorded offset provider, and that
 every stored tile matches its manifest hash and the manifest its signature. Uses desensitize's and
-mapsvc.signing's public functions; nothing is re-implemented here.
+tiles.signing's public functions; nothing is re-implemented here.
 """
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def desensitisation_scan(ctx) -> Hits:
                    "class C under the pilot-test profile, class A otherwise.",
        needs=("release",))
 def offset_provider(ctx) -> Hits:
-    d = ctx.release["manifest"].get("desensitization")
+    from tiles.store import desensitisation_of
+
+    d = desensitisation_of(ctx.release["manifest"])
     items = []
     if not isinstance(d, dict):
         items.append(("A", "the manifest records no desensitisation"))
@@ -71,7 +73,7 @@ def offset_provider(ctx) -> Hits:
        description="A stored tile does not match its manifest hash, or the manifest signature is missing or "
                    "does not verify.", needs=("release",))
 def tile_integrity(ctx) -> Hits:
-    from mapsvc import signing
+    from tiles import signing
     from tiles.errors import StoreError
 
     store, name = ctx.release["store"], ctx.release["name"]

@@ -1,5 +1,8 @@
-"""A real mapsvc API on 127.0.0.1 (werkzeug server in a thread) over a temp $MAPSVC_HOME holding two real
-releases: r1 = a shared Lanelet2 map, r2 = the same map with one lanelet's tags changed."""
+"""A real mapsvc API on 127.0.0.1 (werkzeug server in a thread) over a temp $MAPSVC_HOME holding two
+releases: r1 = a map, r2 = the same map with one lanelet's tags changed.
+
+Every test here runs on two maps: the pilot map built from the bundled road spec (always there), and the
+shared real Lanelet2 map (Karlsruhe; skipped with a reason when ../shared is absent)."""
 from __future__ import annotations
 
 import re
@@ -13,6 +16,14 @@ REPO = Path(__file__).resolve().parents[2]
 LANELET2_DIR = REPO.parent / "shared" / "data" / "lanelet2"
 MAP_NAME = "mapping_example.osm"   # Karlsruhe: 10 tiles at level 15, lat/lon points
 LEVEL = 15
+
+
+def pilot_map(out: Path) -> Path:
+    from lanelets import build
+    from mapsvc.demo import roadspec_path
+
+    build(roadspec_path(), out)
+    return out
 
 
 def shared_map() -> Path:
@@ -50,25 +61,34 @@ class LiveServer:
         self.thread.join(5)
 
 
-@pytest.fixture(scope="package")
-def api_home(tmp_path_factory):
-    """$MAPSVC_HOME with releases r1, r2 (signed at publish) and one token per role."""
+@pytest.fixture(scope="package", params=["pilot", "karlsruhe"])
+def api_home(request, tmp_path_factory):
+    """$MAPSVC_HOME with releases r1, r2 (signed at publish) and one token per role; ``lat``/``lon``: a
+    position inside the map whose 1500 m circle holds tiles r2 changed."""
     from mapsvc.pipeline import publish
     from mapsvc.tokens import TokenStore
+    from tiles import open_store
+    from tiles.grid import tile_bbox
 
-    src = shared_map()
-    home = tmp_path_factory.mktemp("api") / "home"
+    base = tmp_path_factory.mktemp("api")
+    src = pilot_map(base / "pilot.osm") if request.param == "pilot" else shared_map()
+    home = base / "home"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MAPSVC_HOME", str(home))
         store_url = str(home / "store")
         publish(src, "r1", store_url, LEVEL)
         publish(modified_copy(src, home.parent / "modified.osm"), "r2", store_url, LEVEL)
+        if request.param == "karlsruhe":
+            lat, lon = 49.0055, 8.4175   # inside the Karlsruhe example map
+        else:  # the middle of a tile the edit changed
+            w, s, e, n = tile_bbox(open_store(store_url).diff("r1", "r2")["changed"][0])
+            lat, lon = (s + n) / 2, (w + e) / 2
         tokens = TokenStore(home / "tokens.sqlite")
         toks = {role: tokens.create(role, f"test-{role}") for role in ("vehicle", "producer", "surveyor", "admin")}
         toks["revoked"] = tokens.create("vehicle", "test-revoked")
         tokens.revoke("test-revoked")
         tokens.close()
-        yield {"home": home, "store_url": store_url, "tokens": toks, "map": src}
+        yield {"home": home, "store_url": store_url, "tokens": toks, "map": src, "lat": lat, "lon": lon}
 
 
 @pytest.fixture(scope="package")

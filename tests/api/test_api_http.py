@@ -59,7 +59,7 @@ def test_latest_and_list(get, store):
 
 
 def test_manifest_is_the_signed_canonical_bytes(get, store, api_home):
-    from mapsvc import signing
+    from tiles import signing
 
     r = get("/v1/releases/r1")
     assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
@@ -140,11 +140,13 @@ def test_every_tile_matches_its_manifest_hash(get, store):
         assert hashlib.sha256(r.content).hexdigest() == entry["sha256"]
 
 
-def test_bbox_query_matches_the_grid(get, store):
+def test_bbox_query_matches_the_grid(get, store, api_home):
     from tiles.grid import tiles_for_bbox
 
     ids = {t["id"]: t["sha256"] for t in store.manifest("r1")["tiles"]}
-    for bbox in ((8.40, 48.99, 8.43, 49.01), (8.41, 49.0, 8.411, 49.001), (0.0, 0.0, 1.0, 1.0)):
+    lat, lon = api_home["lat"], api_home["lon"]
+    for bbox in ((lon - 0.0175, lat - 0.0155, lon + 0.0125, lat + 0.0045), (lon - 0.0075, lat - 0.0055, lon - 0.0065,
+                 lat - 0.0045), (0.0, 0.0, 1.0, 1.0)):
         r = get("/v1/releases/r1/tiles", params={"bbox": ",".join(map(str, bbox))})
         assert r.status_code == 200
         got = {t["id"]: t["sha256"] for t in r.json()["tiles"]}
@@ -153,13 +155,13 @@ def test_bbox_query_matches_the_grid(get, store):
         assert all(ids[i] == s for i, s in got.items())
 
 
-def test_radius_query(get, store):
+def test_radius_query(get, store, api_home):
     from pyproj import Geod
 
     from tiles.grid import point_to_tile, tile_bbox
 
     ids = {t["id"] for t in store.manifest("r1")["tiles"]}
-    lat, lon = 49.0055, 8.4175
+    lat, lon = api_home["lat"], api_home["lon"]
     small = {t["id"] for t in get("/v1/releases/r1/tiles", params={"lat": lat, "lon": lon, "radius_m": 1}).json()["tiles"]}
     assert small == {point_to_tile(lon, lat, 15)} & ids
     big = get("/v1/releases/r1/tiles", params={"lat": lat, "lon": lon, "radius_m": 1500}).json()["tiles"]
@@ -346,3 +348,13 @@ def test_openapi_is_valid_and_covers_every_route(get, server):
             path = path.replace(f"<{arg}>", "{%s}" % arg)
         routes.add(path)
     assert routes == set(spec["paths"]), routes ^ set(spec["paths"])
+
+
+def test_names_with_a_trailing_newline_are_not_names(get, store):
+    """Release names and station ids are fullmatched: r1 plus a newline is no release (issue 14 item 6)."""
+    tid = store.manifest("r1")["tiles"][0]["id"]
+    assert get("/v1/releases/r1").status_code == 200
+    for path in ("/v1/releases/r1%0A", "/v1/releases/r1%0D%0A", f"/v1/releases/r1%0A/tiles/{tid}",
+                 "/v1/releases/r1%0A/delta?from=r1", "/v1/releases/r2/delta?from=r1%0A"):
+        assert_problem(get(path), 404)
+    assert_problem(get("/v1/stations/S1%0A", role="admin"), 400)

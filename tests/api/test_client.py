@@ -8,10 +8,9 @@ import sqlite3
 
 import pytest
 
-from mapsvc import signing
+from tiles import signing
 from mapsvc.client import FetchError, VehicleClient, VerificationError
 
-LAT, LON = 49.0055, 8.4175   # inside the Karlsruhe example map
 RADIUS = 1500
 
 
@@ -27,19 +26,19 @@ def _cached_files(cache):
 def test_fetch_then_incremental_update(server, api_home, store, tmp_path):
     cache = tmp_path / "cache"
     c = _client(server, api_home, cache)
-    first = c.fetch(LAT, LON, RADIUS, release="r1")
+    first = c.fetch(api_home["lat"], api_home["lon"], RADIUS, release="r1")
     m1 = {t["id"]: t["sha256"] for t in store.manifest("r1")["tiles"]}
     assert first.tiles and set(first.tiles) <= set(m1)
     assert sorted(first.downloaded) == first.tiles and not first.reused
     for tid in first.tiles:  # cached bytes are exactly the verified tiles
         assert hashlib.sha256(c.tile_path(m1[tid]).read_bytes()).hexdigest() == m1[tid]
 
-    again = c.fetch(LAT, LON, RADIUS, release="r1")
+    again = c.fetch(api_home["lat"], api_home["lon"], RADIUS, release="r1")
     assert again.downloaded == [] and again.bytes_downloaded == 0 and again.manifest_not_modified
     assert sorted(again.reused) == first.tiles
 
     # r2 changed some tiles: only those (inside the area) are downloaded, through the delta
-    update = c.fetch(LAT, LON, RADIUS)  # latest = r2
+    update = c.fetch(api_home["lat"], api_home["lon"], RADIUS)  # latest = r2
     diff = store.diff("r1", "r2")
     changed_here = sorted(set(diff["changed"] + diff["added"]) & set(update.tiles))
     assert update.release == "r2" and update.used_delta
@@ -48,7 +47,7 @@ def test_fetch_then_incremental_update(server, api_home, store, tmp_path):
     assert c.state()["release"] == "r2"
 
     # a pinned key kept in the cache is enough for later calls
-    later = VehicleClient(server.url, api_home["tokens"]["vehicle"], cache).fetch(LAT, LON, RADIUS)
+    later = VehicleClient(server.url, api_home["tokens"]["vehicle"], cache).fetch(api_home["lat"], api_home["lon"], RADIUS)
     assert later.downloaded == [] and later.manifest_not_modified
 
 
@@ -59,7 +58,7 @@ def test_merged_map_and_matching(server, api_home, tmp_path):
     from lanelets.osm import read_osm
 
     c = _client(server, api_home, tmp_path / "cache")
-    c.fetch(LAT, LON, RADIUS, release="r1")
+    c.fetch(api_home["lat"], api_home["lon"], RADIUS, release="r1")
     merged = read_osm(c.merged_osm())
     source = read_osm(api_home["map"])
     # every element of the merged tiles is the source's, once
@@ -103,8 +102,14 @@ def test_tampered_tile_is_rejected_and_not_cached(api_home, store, tmp_path):
         c = VehicleClient(passthrough.url, api_home["tokens"]["vehicle"], cache,
                           key_id=signing.active_key_id(api_home["home"]))
         lat, lon = (entry["bbox"][1] + entry["bbox"][3]) / 2, (entry["bbox"][0] + entry["bbox"][2]) / 2
+        # the bbox is in published (offset) coordinates; the client takes a true position and offsets it
+        import numpy as np
+
+        from desensitize import get_provider
+
+        tlon, tlat = get_provider("gcj02").inverse(np.array([lon]), np.array([lat]))
         with pytest.raises(VerificationError, match=rf"tile {entry['id']} of release r1: sha256 .* rejected"):
-            c.fetch(lat, lon, 1.0, release="r1")
+            c.fetch(float(tlat[0]), float(tlon[0]), 1.0, release="r1")
         assert entry["sha256"] + ".osm.gz" not in _cached_files(cache)
         assert not any(p.name.startswith(hashlib.sha256(bytes(data)).hexdigest()) for p in cache.rglob("*"))
         assert c.state() == {}  # the fetch did not complete: no state, no manifest
@@ -142,7 +147,7 @@ def test_tampered_manifest_is_rejected(api_home, tmp_path):
         cache = tmp_path / "cache"
         c = VehicleClient(srv.url, token, cache, key_id=signing.active_key_id(home))
         with pytest.raises(VerificationError, match="release r3: manifest signature does not verify"):
-            c.fetch(LAT, LON, RADIUS, release="r3")
+            c.fetch(api_home["lat"], api_home["lon"], RADIUS, release="r3")
         assert not (cache / "manifests" / "r3.json").exists() and c.state() == {}
         assert _cached_files(cache) == []
     finally:
@@ -156,14 +161,14 @@ def test_wrong_pinned_key_is_rejected(server, api_home, tmp_path):
     pub.write_text(other.pem)
     c = _client(server, api_home, tmp_path / "cache", key_id=None, public_key=pub)
     with pytest.raises(VerificationError, match="not the pinned key"):
-        c.fetch(LAT, LON, RADIUS, release="r1")
+        c.fetch(api_home["lat"], api_home["lon"], RADIUS, release="r1")
     with pytest.raises(FetchError, match="no public key with id"):
-        _client(server, api_home, tmp_path / "c2", key_id=other.key_id).fetch(LAT, LON, RADIUS)
+        _client(server, api_home, tmp_path / "c2", key_id=other.key_id).fetch(api_home["lat"], api_home["lon"], RADIUS)
     with pytest.raises(FetchError, match="no pinned public key"):
-        VehicleClient(server.url, api_home["tokens"]["vehicle"], tmp_path / "c3").fetch(LAT, LON, RADIUS)
+        VehicleClient(server.url, api_home["tokens"]["vehicle"], tmp_path / "c3").fetch(api_home["lat"], api_home["lon"], RADIUS)
 
 
 def test_bad_token_is_a_clear_error(server, api_home, tmp_path):
     c = VehicleClient(server.url, "nope", tmp_path / "cache", key_id=signing.active_key_id(api_home["home"]))
     with pytest.raises(FetchError, match="HTTP 401"):
-        c.fetch(LAT, LON, RADIUS)
+        c.fetch(api_home["lat"], api_home["lon"], RADIUS)

@@ -36,9 +36,9 @@ def gunicorn_server(api_home):
     deadline = time.monotonic() + 20
     while True:
         try:
-            if requests.get(url + "/v1/health", timeout=1).status_code == 200:
+            if requests.get(url + "/v1/health", timeout=5).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
@@ -68,8 +68,8 @@ def test_gunicorn_serves_and_cli_fetches(gunicorn_server, api_home, store, tmp_p
     pub.write_bytes(subprocess.run(mapsvc_cmd() + ["keys", "export"], env=env, check=True,
                                    capture_output=True).stdout)
     cache = tmp_path / "cache"
-    base = mapsvc_cmd() + ["fetch", "--server", url, "--token", api_home["tokens"]["vehicle"], "--lat", "49.0055",
-                           "--lon", "8.4175", "--radius-m", "1500", "--cache", str(cache)]
+    base = mapsvc_cmd() + ["fetch", "--server", url, "--token", api_home["tokens"]["vehicle"], "--lat", str(api_home["lat"]),
+                           "--lon", str(api_home["lon"]), "--radius-m", "1500", "--cache", str(cache)]
     out = subprocess.run(base + ["--release", "r1", "--pubkey", str(pub), "--match"], env=env,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

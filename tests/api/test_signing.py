@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from mapsvc import signing
+from tiles import signing
 
 
 def test_keys_are_private_and_rotate(tmp_path):
@@ -64,6 +64,6 @@ def test_client_refuses_bad_release_names(tmp_path):
 
     key = signing.create_key(tmp_path)
     c = VehicleClient("http://127.0.0.1:9", "t", tmp_path / "cache", public_key=key.pem.encode())
-    for name in ("../../etc", "a/b", "", "x" * 200):
+    for name in ("../../etc", "a/b", "", "x" * 200, "r1\n", "r1\r\n", "\nr1"):
         with pytest.raises(FetchError, match="not a release name"):
             c.fetch(49.0, 8.4, 10, release=name)

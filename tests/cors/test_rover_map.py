@@ -47,7 +47,7 @@ def test_rover_prints_the_lanelet_each_epoch(tmp_path, monkeypatch):
     from cors.demo import GEONET_3034_ECEF, Pair, cssrlib_data, rtk_session
     from lanelets.frames import FrameTransform, decimal_year
     from lanelets.projection import transformer
-    from mapsvc import signing
+    from tiles import signing
     from mapsvc.client import VehicleClient
     from mapsvc.pipeline import publish
     from mapsvc.tokens import TokenStore

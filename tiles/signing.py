@@ -1,6 +1,9 @@
-"""Ed25519 signatures over release manifests (the ``cryptography`` package).
+"""Ed25519 signatures over release manifests (the ``cryptography`` package): signing, verifying, keys.
 
-Keys live under ``$MAPSVC_HOME/keys``: ``<key_id>.key`` (PKCS#8 PEM, mode 0600, directory 0700) and
+Beside the store because the publisher, the compliance check (``standards``) and the vehicle client all use
+it; it needs only a key directory, nothing of the service.
+
+Keys live under ``<home>/keys`` (the service passes ``$MAPSVC_HOME``): ``<key_id>.key`` (PKCS#8 PEM, mode 0600, directory 0700) and
 ``<key_id>.pub`` (SubjectPublicKeyInfo PEM); ``active`` names the key new releases are signed with.
 A key id is the first 32 hex digits of the SHA-256 of the raw 32-byte public key, so pinning a key id pins
 the key itself (a client checks that the key it is given hashes to the pinned id).
@@ -24,9 +27,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from lanelets.files import write_atomic
+
+from tiles.store import manifest_bytes
+
 ALGORITHM = "Ed25519"
 SIG_ATTACHMENT = "manifest.sig"
-_KEY_ID = re.compile(r"^[0-9a-f]{32}$")
+_KEY_ID = re.compile(r"[0-9a-f]{32}")  # always fullmatch: "$" would let a trailing newline in
 
 
 class SignatureError(ValueError):
@@ -65,7 +72,7 @@ def keys_dir(home: str | os.PathLike) -> Path:
 
 
 def _check_id(key_id: str) -> str:
-    if not isinstance(key_id, str) or not _KEY_ID.match(key_id):
+    if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
         raise SignatureError(f"not a key id (32 hex digits): {key_id!r}")
     return key_id
 
@@ -88,20 +95,10 @@ def create_key(home: str | os.PathLike, *, activate: bool = True) -> PublicKey:
         f.flush()
         os.fsync(f.fileno())
     pub_pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    _write_atomic(d / f"{kid}.pub", pub_pem, 0o644)
+    write_atomic(d / f"{kid}.pub", pub_pem, 0o644)
     if activate:
-        _write_atomic(d / "active", kid.encode() + b"\n", 0o644)
+        write_atomic(d / "active", kid.encode() + b"\n", 0o644)
     return _public(d, kid)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def active_key_id(home: str | os.PathLike) -> str | None:
@@ -132,7 +129,7 @@ def list_keys(home: str | os.PathLike) -> list[PublicKey]:
     if not d.is_dir():
         return []
     active = active_key_id(home)
-    ids = [p.name[:-4] for p in d.glob("*.pub") if _KEY_ID.match(p.name[:-4])]
+    ids = [p.name[:-4] for p in d.glob("*.pub") if _KEY_ID.fullmatch(p.name[:-4])]
     keys = [_public(d, kid, active) for kid in ids]
     return sorted(keys, key=lambda k: (k.created, k.key_id))
 
@@ -172,13 +169,6 @@ def sign_bytes(home: str | os.PathLike, data: bytes, key_id: str | None = None) 
     sig = _private(home, kid).sign(data)
     return {"algorithm": ALGORITHM, "key_id": kid, "signature": base64.b64encode(sig).decode(),
             "manifest_sha256": hashlib.sha256(data).hexdigest()}
-
-
-def sign_release(store, release_name: str, home: str | os.PathLike, key_id: str | None = None) -> dict:
-    """Sign a published release's canonical manifest bytes and attach ``manifest.sig`` (not restricted)."""
-    doc = sign_bytes(home, store.manifest_raw(release_name), key_id)
-    store.add_attachment(release_name, SIG_ATTACHMENT, signature_bytes(doc), False)
-    return doc
 
 
 def signature_bytes(doc: dict) -> bytes:
@@ -230,14 +220,8 @@ def load_public_key(data: bytes) -> Ed25519PublicKey:
     return key
 
 
-def release_signature(manifest: dict, home: str | os.PathLike | None = None) -> dict[str, tuple[bytes, bool]]:
+def release_signature(manifest: dict, home: str | os.PathLike) -> dict[str, tuple[bytes, bool]]:
     """The ``manifest.sig`` attachment for a release about to be published (``store.publish(attachments=...)``),
     so the release and its signature appear in one transaction. Creates the first key if there is none."""
-    from tiles.store import manifest_bytes
-
-    if home is None:
-        from mapsvc.config import home as default_home
-
-        home = default_home()
     kid = ensure_key(home)
     return {SIG_ATTACHMENT: (signature_bytes(sign_bytes(home, manifest_bytes(manifest), kid)), False)}
