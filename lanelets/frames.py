@@ -21,6 +21,7 @@ values. Accuracy is in docs/frames.md.
 """
 from __future__ import annotations
 
+import calendar
 import re
 import time
 from dataclasses import dataclass
@@ -97,10 +98,9 @@ def frame(name: str) -> Frame:
 def decimal_year(t: float | None = None) -> float:
     """Epoch (decimal year) of a POSIX time, default now."""
     t = time.time() if t is None else t
-    tm = time.gmtime(t)
-    start = time.mktime((tm.tm_year, 1, 1, 0, 0, 0, 0, 0, 0)) - time.timezone
-    end = time.mktime((tm.tm_year + 1, 1, 1, 0, 0, 0, 0, 0, 0)) - time.timezone
-    return tm.tm_year + (t - start) / (end - start)
+    year = time.gmtime(t).tm_year
+    start, end = calendar.timegm((year, 1, 1, 0, 0, 0)), calendar.timegm((year + 1, 1, 1, 0, 0, 0))
+    return year + (t - start) / (end - start)
 
 
 def parse(spec: str, epoch: float | None = None) -> tuple[Frame, float | None]:

@@ -124,3 +124,8 @@ def test_cells_agree_with_the_exact_transform():
     d = GEOD.inv(exact[0], exact[1], fast[0], fast[1])[2]
     assert d.max() < 3e-4 and np.abs(exact[2] - fast[2]).max() < 3e-4
     assert np.abs(fast[0] - lon).max() > 5e-6  # it did move them (~0.8 m)
+
+
+def test_decimal_year():
+    assert frames.decimal_year(1798761600.0) == 2027.0  # 2027-01-01T00:00:00Z
+    assert abs(frames.decimal_year(1782864000.0) - (2026 + 181 / 365)) < 1e-9  # 2026-07-01T00:00:00Z
