@@ -189,7 +189,7 @@ def run() -> dict:
     from mapsvc.api.securelink import sign
     from mapsvc.http import default_workers
     from mapsvc.pipeline import publish
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
     from tiles import open_store
 
     workers = default_workers()

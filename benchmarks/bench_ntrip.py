@@ -300,7 +300,7 @@ def _ours(sizes, work: Path) -> list[dict]:
     home = work / "home"
     env = dict(os.environ, MAPSVC_HOME=str(home))
     from cors.stations import Station, StationRegistry
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     reg = StationRegistry(home / "stations.sqlite")
     reg.add(Station(id="GMSD", mountpoint=MOUNT, ecef=(-3607665.0, 4147868.0, 3223717.0), name="GMSD"),

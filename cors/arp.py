@@ -19,20 +19,20 @@ ARP_TYPES = (1005, 1006)
 
 def to_service_frame(ecef, frame: str, epoch: float | None, service: str, service_epoch: float | None):
     """ECEF (m) of a station registered in ``frame``@``epoch`` -> ECEF in ``service``@``service_epoch``."""
+    from cors.geodesy import ecef_to_geodetic, geodetic_to_ecef
     from lanelets.frames import FrameError, FrameTransform, parse
-    from lanelets.projection import transformer
 
     try:
         src, src_epoch = parse(frame, epoch)
         dst, dst_epoch = parse(service, service_epoch)
         if src.dynamic and src_epoch is None:
             raise CorsError(f"station frame {src.name} needs the epoch of its coordinates")
-        lon, lat, h = transformer("EPSG:4978", "EPSG:4979").transform(*map(float, ecef))
+        lat, lon, h = ecef_to_geodetic(*map(float, ecef))
         tlon, tlat, th = FrameTransform(src.name, dst.name, dst_epoch)(
             np.array([lon]), np.array([lat]), np.array([h]), src_epoch)
     except FrameError as exc:
         raise CorsError(str(exc)) from None
-    x, y, z = transformer("EPSG:4979", "EPSG:4978").transform(tlon[0], tlat[0], th[0])
+    x, y, z = geodetic_to_ecef(float(tlat[0]), float(tlon[0]), float(th[0]))
     return float(x), float(y), float(z)
 
 

@@ -69,7 +69,7 @@ async def rtk_session(home: Path, pair: Pair, *, speed: float = 5.0, push_versio
     from cors.caster import Caster
     from cors.rtcm_encode import read_rinex
     from cors.stations import Station, StationRegistry
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     log = log or (lambda _m: None)
     home.mkdir(parents=True, exist_ok=True)

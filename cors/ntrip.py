@@ -1,7 +1,14 @@
-"""NTRIP 1.0 / 2.0 protocol pieces: request parsing, replies, sourcetable records and filters, GGA.
+"""NTRIP 1.0 / 2.0 protocol, both sides, without sockets (pyrtcm's parser/reader split is the model).
+
+Server side: request parsing, replies, sourcetable records and filters, chunked upload decoding.
+Client side: ``parse_url``, ``client_request`` (GET, v1/v2, auth, GGA), ``source_request`` (v1
+SOURCE / v2 POST), ``parse_reply`` (status line/head of a caster's answer), ``ChunkDecoder``
+(size-limited), ``Backoff`` (the one reconnect policy) and ``read_reply`` (the only I/O here: the
+reply head from an asyncio stream). GGA build/parse for both sides.
 
 Hand-written because no kept library offers an NTRIP *caster* side (pygnssutils' server is a
-20-client threaded demo with a malformed v2 reply); NMEA parsing uses pynmeagps.
+20-client threaded demo with a malformed v2 reply) and pygnssutils' client is thread-based and owns
+its output; NMEA building and parsing use pynmeagps.
 """
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from pynmeagps import NMEAReader
 from pynmeagps.exceptions import NMEAMessageError, NMEAParseError, NMEATypeError
@@ -49,7 +56,11 @@ def frame_ok(frame: bytes) -> bool:
 
 # --- requests -------------------------------------------------------------------------------------
 
-class BadRequest(Exception):
+class ProtocolError(Exception):
+    """A peer broke the NTRIP/HTTP protocol (malformed head, chunk, reply)."""
+
+
+class BadRequest(ProtocolError):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status = status
@@ -69,10 +80,6 @@ class Request:
     user: str | None = None     # Basic auth
     password: str | None = None
 
-    @property
-    def user_agent(self) -> str:
-        return self.headers.get("user-agent", "") or self.headers.get("source-agent", "")
-
 
 def split_head(buf: bytes) -> tuple[bytes, bytes] | None:
     """Split a buffer at the end of the request head (CRLFCRLF, or LFLF from sloppy clients)."""
@@ -85,7 +92,7 @@ def split_head(buf: bytes) -> tuple[bytes, bytes] | None:
     return buf[:j], buf[j + 2:]
 
 
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def parse_request(head: bytes) -> Request:
@@ -104,7 +111,7 @@ def parse_request(head: bytes) -> Request:
             continue
         name, sep, value = line.partition(":")
         name = name.strip()
-        if not sep or not _TOKEN.match(name):
+        if not sep or not _TOKEN.fullmatch(name):
             raise BadRequest(400, f"malformed header line {line[:60]!r}")
         headers[name.lower()] = value.strip()
     ntrip2 = "ntrip/2" in headers.get("ntrip-version", "").lower()
@@ -201,7 +208,10 @@ def chunk(data: bytes) -> bytes:
 
 
 class ChunkDecoder:
-    """Incremental HTTP/1.1 chunked-body decoder (NTRIP 2.0 POST uploads)."""
+    """Incremental HTTP/1.1 chunked-body decoder (NTRIP 2.0 POST uploads and 2.0 data replies).
+
+    A chunk over ``max_chunk`` bytes or a size line over 64 bytes raises ``BadRequest`` (400).
+    """
 
     def __init__(self, max_chunk: int = 1 << 20):
         self._buf = bytearray()
@@ -353,9 +363,215 @@ def parse_gga(line: bytes) -> GGA | None:
 
 
 def make_gga(lat: float, lon: float, height: float = 0.0, quality: int = 1) -> bytes:
-    """A GGA sentence for tests and the benchmark (pynmeagps builds and checksums it)."""
+    """A GGA sentence (pynmeagps builds and checksums it): what a rover sends to NEAREST/VRS."""
     from pynmeagps import NMEAMessage
 
     msg = NMEAMessage("GP", "GGA", 0, lat=lat, lon=lon, alt=height, sep=0.0, quality=quality,
                       numSV=12, HDOP=0.8, altUnit="M", sepUnit="M")
     return msg.serialize()
+
+
+def gga_from_ecef(ecef) -> bytes:
+    """The GGA sentence of an ECEF position (m)."""
+    from cors.geodesy import ecef_to_geodetic
+
+    return make_gga(*ecef_to_geodetic(*ecef))
+
+
+# --- client side: URLs, requests, replies, reconnect policy ----------------------------------------
+
+DEFAULT_PORT = 2101
+HANDSHAKE_TIMEOUT = 10.0   # s: connect and reply head
+RECONNECT_MIN_S = 10.0     # floor: RTK2go and other public casters ban peers that reconnect faster
+RECONNECT_MAX_S = 120.0
+
+
+@dataclass(frozen=True)
+class NtripURL:
+    """Where a client connects: ``ntrip://USER:PASSWORD@HOST:PORT/MOUNT``, ``tcp://HOST:PORT`` or ``file:PATH``."""
+
+    scheme: str
+    host: str = ""
+    port: int = 0
+    mountpoint: str = ""
+    user: str = ""
+    password: str = ""
+    path: str = ""
+
+    def public(self) -> str:
+        """Without credentials (for logs and listings)."""
+        if self.scheme == "file":
+            return f"file:{self.path}"
+        mount = f"/{self.mountpoint}" if self.mountpoint else ""
+        return f"{self.scheme}://{self.host}:{self.port}{mount}"
+
+
+def parse_url(url: str, *, schemes=("ntrip",), what: str = "url") -> NtripURL:
+    """Parse a caster/source URL; ``schemes`` are the ones the caller accepts (ntrip, tcp, file).
+
+    Raises ``CorsError`` naming ``what`` (the option or field) on anything malformed.
+    """
+    from cors.errors import CorsError
+
+    expected = {"ntrip": "ntrip://USER:PASSWORD@HOST:PORT/MOUNT", "tcp": "tcp://HOST:PORT", "file": "file:PATH"}
+    if "file" in schemes and url.startswith("file:"):
+        path = url[len("file:"):].removeprefix("//")
+        if not path:
+            raise CorsError(f"{what} {url!r}: file: needs a path")
+        return NtripURL("file", path=path)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        raise CorsError(f"{what} {url!r}: expected " + ", ".join(expected[s] for s in schemes))
+    try:
+        port = parts.port or (DEFAULT_PORT if scheme == "ntrip" else 0)
+    except ValueError:
+        raise CorsError(f"{what} {url!r}: bad port") from None
+    if not parts.hostname:
+        raise CorsError(f"{what} {url!r}: missing host")
+    if not port:
+        raise CorsError(f"{what} {url!r}: {scheme}://HOST:PORT needs a port")
+    mount = parts.path.lstrip("/")
+    if scheme == "ntrip" and not mount:
+        raise CorsError(f"{what} {url!r}: no mountpoint")
+    return NtripURL(scheme, parts.hostname, port, mount, unquote(parts.username or ""),
+                    unquote(parts.password or ""))
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def client_request(url: NtripURL, version: int = 2, *, agent: str, gga: bytes | None = None) -> bytes:
+    """A data request (GET /MOUNT): NTRIP 2.0 (HTTP/1.1, ``Ntrip-GGA`` header) or 1.0 (HTTP/1.0; the
+    caller then writes the GGA into the stream). Basic auth when the URL has credentials."""
+    if version not in (1, 2):
+        raise ValueError(f"NTRIP version {version}: 1 or 2")
+    lines = [f"GET /{url.mountpoint} HTTP/1.{1 if version == 2 else 0}"]
+    if version == 2:
+        lines += [f"Host: {url.host}:{url.port}", "Ntrip-Version: Ntrip/2.0"]
+    lines.append(f"User-Agent: {agent}")
+    if url.user or url.password:
+        lines.append("Authorization: " + _basic(url.user, url.password))
+    if version == 2 and gga:
+        lines.append("Ntrip-GGA: " + gga.decode("latin-1").strip())
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def source_request(url: NtripURL, version: int = 2, *, agent: str) -> bytes:
+    """An upload request: NTRIP 1.0 ``SOURCE password /MOUNT`` or 2.0 ``POST`` with a chunked body."""
+    if version == 1:
+        return f"SOURCE {url.password} /{url.mountpoint}\r\nSource-Agent: {agent}\r\n\r\n".encode()
+    if version != 2:
+        raise ValueError(f"NTRIP version {version}: 1 or 2")
+    return (f"POST /{url.mountpoint} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+            f"Ntrip-Version: Ntrip/2.0\r\nUser-Agent: {agent}\r\n"
+            f"Authorization: {_basic(url.user, url.password)}\r\n"
+            "Content-Type: gnss/data\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A caster's answer head. ``status``: HTTP code (``ICY 200``/``SOURCETABLE 200`` give 200, an NTRIP
+    1.0 ``ERROR - ...`` line 0); ``sourcetable``: the body is the table, not a stream."""
+
+    line: str
+    status: int
+    headers: dict
+    sourcetable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """A data stream (or accepted upload) follows."""
+        return self.status == 200 and not self.sourcetable
+
+    @property
+    def refused(self) -> bool:
+        """Credentials or mountpoint refused: retrying the same request will not help."""
+        return self.status in (401, 403, 404) or self.line.upper().startswith("ERROR")
+
+    @property
+    def chunked(self) -> bool:
+        return "chunked" in self.headers.get("transfer-encoding", "").lower()
+
+
+def parse_reply(buf: bytes, *, eof: bool = False) -> tuple[Reply, bytes] | None:
+    """(reply head, bytes after it) from the start of a caster's answer; None while incomplete.
+
+    NTRIP 1.0 ``ICY 200 OK`` is one status line followed by data (a blank line after it is skipped);
+    ``ERROR - ...`` is one line and a close. With ``eof`` an incomplete head is taken as it is.
+    Raises ``ProtocolError`` when the head exceeds ``MAX_HEADER``.
+    """
+    if buf.startswith(b"ICY 200"):
+        i = buf.find(b"\n")
+        if i < 0 and not eof:
+            return None
+        i = len(buf) if i < 0 else i + 1
+        rest = buf[i:]
+        if rest.startswith(b"\r\n"):
+            rest = rest[2:]
+        return Reply(buf[:i].decode("latin-1").strip(), 200, {}), rest
+    parts = split_head(buf)
+    if parts is None:
+        if len(buf) > MAX_HEADER:
+            raise ProtocolError("reply head too large")
+        if buf.upper().startswith(b"ERROR") and b"\n" in buf:
+            parts = buf.split(b"\n", 1)
+        elif eof:
+            parts = (buf, b"")
+        else:
+            return None
+    head, rest = parts
+    lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
+    first = lines[0].strip()
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    words = first.split()
+    status = 0
+    if len(words) >= 2 and (words[0].startswith("HTTP/") or words[0] in ("ICY", "SOURCETABLE")):
+        status = int(words[1]) if words[1].isdigit() else 0
+    table = first.startswith("SOURCETABLE") or "gnss/sourcetable" in headers.get("content-type", "").lower()
+    return Reply(first, status, headers, table), rest
+
+
+async def read_reply(reader, timeout: float = HANDSHAKE_TIMEOUT) -> tuple[Reply, bytes]:
+    """The reply head from an asyncio ``StreamReader`` (the reader beside ``parse_reply``)."""
+    import asyncio
+
+    buf = b""
+    while True:
+        part = await asyncio.wait_for(reader.read(4096), timeout)
+        buf += part
+        parsed = parse_reply(buf, eof=not part)
+        if parsed is not None:
+            return parsed
+
+
+class Backoff:
+    """The reconnect policy of every NTRIP client here (upstream pulls, rovers, replayed stations).
+
+    Attempts start at least ``min_s`` apart (never under ``RECONNECT_MIN_S``, a promise to public
+    casters), the gap doubling while they keep failing, up to ``max_s``; a connection that ran for
+    ``healthy_s`` counts as healthy and resets it.
+    """
+
+    def __init__(self, min_s: float = RECONNECT_MIN_S, max_s: float = RECONNECT_MAX_S, healthy_s: float = 60.0):
+        self.min_s = max(RECONNECT_MIN_S, min_s)
+        self.max_s = max(self.min_s, max_s)
+        self.healthy_s = healthy_s
+        self.gap = self.min_s
+
+    def reset(self) -> None:
+        self.gap = self.min_s
+
+    def next_delay(self, ran_s: float = 0.0) -> float:
+        """Seconds to wait before the next attempt, after one that began ``ran_s`` seconds ago."""
+        if ran_s >= self.healthy_s:
+            self.reset()
+        delay = max(0.0, self.gap - ran_s)
+        self.gap = min(self.gap * 2, self.max_s)
+        return delay

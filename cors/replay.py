@@ -4,70 +4,28 @@
 ``replay`` pushes it with NTRIP 1.0 ``SOURCE`` or NTRIP 2.0 ``POST`` (or raw TCP / a file), and
 reconnects with a back-off of at least 10 s, as public casters demand.
 
-The NTRIP upload handshake is a few header lines, written here on asyncio streams: the kept
-Python NTRIP code (pygnssutils) has a client for downloads only, threaded.
+The upload request, reply parsing and back-off come from ``cors.ntrip`` (the kept Python NTRIP
+code, pygnssutils, has a client for downloads only, threaded).
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
+from cors import ntrip
 from cors.errors import CorsError
 from cors.rtcm_encode import EncodedEpoch, RinexSource, RtcmEncoder, read_rinex
 
 AGENT = "NTRIP mapsvc-replay/0.1"
-MIN_BACKOFF = 10.0  # s; RTK2go and others ban sources that reconnect faster
-MAX_BACKOFF = 120.0
-HANDSHAKE_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where frames go: ntrip://ID:PASSWORD@HOST:PORT/MOUNT, tcp://HOST:PORT or file:PATH."""
-
-    scheme: str
-    host: str = ""
-    port: int = 0
-    user: str = ""
-    password: str = ""
-    mountpoint: str = ""
-    path: str = ""
-
-    def public(self) -> str:
-        if self.scheme == "file":
-            return f"file:{self.path}"
-        mount = f"/{self.mountpoint}" if self.mountpoint else ""
-        return f"{self.scheme}://{self.host}:{self.port}{mount}"
+Target = ntrip.NtripURL  # where frames go: ntrip://ID:PASSWORD@HOST:PORT/MOUNT, tcp://HOST:PORT or file:PATH
 
 
 def parse_target(url: str) -> Target:
-    if url.startswith("file:"):
-        path = url[len("file:"):]
-        path = path.removeprefix("//")
-        if not path:
-            raise CorsError(f"--to {url!r}: file: needs a path")
-        return Target("file", path=path)
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("ntrip", "tcp"):
-        raise CorsError(f"--to {url!r}: expected ntrip://ID:PASSWORD@HOST:PORT/MOUNT, tcp://HOST:PORT or file:PATH")
-    try:
-        port = parts.port or (2101 if scheme == "ntrip" else 0)
-    except ValueError:
-        raise CorsError(f"--to {url!r}: bad port") from None
-    if not parts.hostname or not port:
-        raise CorsError(f"--to {url!r}: host and port are needed")
-    mount = parts.path.lstrip("/")
-    if scheme == "ntrip" and not mount:
-        raise CorsError(f"--to {url!r}: no mountpoint")
-    return Target(scheme, parts.hostname, port, unquote(parts.username or ""),
-                  unquote(parts.password or ""), mount)
+    return ntrip.parse_url(url, schemes=("ntrip", "tcp", "file"), what="--to")
 
 
 # --- paced frames ---------------------------------------------------------------------------------
@@ -179,55 +137,27 @@ class _TcpSink(_Sink):
         self.reader = self.writer = None
         self.chunked = False
 
-    def _request(self) -> bytes:
-        t = self.target
-        if self.version == 1:
-            return (f"SOURCE {t.password} /{t.mountpoint}\r\n"
-                    f"Source-Agent: {AGENT}\r\n\r\n").encode()
-        auth = base64.b64encode(f"{t.user}:{t.password}".encode()).decode()
-        return (f"POST /{t.mountpoint} HTTP/1.1\r\n"
-                f"Host: {t.host}:{t.port}\r\n"
-                "Ntrip-Version: Ntrip/2.0\r\n"
-                f"User-Agent: {AGENT}\r\n"
-                f"Authorization: Basic {auth}\r\n"
-                "Content-Type: gnss/data\r\n"
-                "Transfer-Encoding: chunked\r\n"
-                "Connection: close\r\n\r\n").encode()
-
     async def open(self) -> None:
         t = self.target
         self.reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(t.host, t.port), HANDSHAKE_TIMEOUT)
+            asyncio.open_connection(t.host, t.port), ntrip.HANDSHAKE_TIMEOUT)
         if t.scheme == "tcp":
             return
-        self.writer.write(self._request())
+        self.writer.write(ntrip.source_request(t, self.version, agent=AGENT))
         await self.writer.drain()
-        head = await asyncio.wait_for(self._read_status(), HANDSHAKE_TIMEOUT)
-        status = head.split(b"\r\n", 1)[0].decode("latin-1").strip()
-        ok = status.startswith("ICY 200") or (status.startswith("HTTP/1.") and status[9:12] == "200")
-        if not ok:
+        reply, _rest = await ntrip.read_reply(self.reader)
+        if not reply.ok:
             await self.close()
-            msg = f"{t.public()}: caster refused the upload: {status or 'connection closed'}"
-            if "401" in status or "403" in status or "404" in status or "ERROR" in status.upper():
+            msg = f"{t.public()}: caster refused the upload: {reply.line or 'connection closed'}"
+            if reply.refused:
                 raise Rejected(msg)
             raise ConnectionError(msg)
         self.chunked = self.version == 2
 
-    async def _read_status(self) -> bytes:
-        buf = b""
-        while b"\r\n\r\n" not in buf and not buf.startswith(b"ICY 200 OK\r\n"):
-            part = await self.reader.read(1024)
-            if not part:
-                break
-            buf += part
-            if len(buf) > 8192:
-                break
-        return buf
-
     async def send(self, data: bytes) -> None:
         if self.reader is not None and self.reader.at_eof():
             raise ConnectionError(f"{self.target.public()}: caster closed the connection")
-        self.writer.write(b"%X\r\n%b\r\n" % (len(data), data) if self.chunked else data)
+        self.writer.write(ntrip.chunk(data) if self.chunked else data)
         await self.writer.drain()
 
     async def close(self) -> None:
@@ -265,13 +195,15 @@ class ReplayStats:
 
 async def replay(cfg: ReplayConfig, to: str, *, ntrip_version: int = 2,
                  max_epochs: int | None = None, log: Callable[[str], None] | None = None,
-                 hold: float = 0.0, ready: asyncio.Event | None = None) -> ReplayStats:
+                 hold: float = 0.0, ready: asyncio.Event | None = None,
+                 backoff: ntrip.Backoff | None = None) -> ReplayStats:
     """Push the paced RTCM of ``cfg`` to ``to`` until the file ends (forever with ``loop``).
 
     The first connection is made before the first epoch and announces the station (1006, 1033):
     a caster lists the mountpoint as up from then on. ``hold`` seconds (or until ``ready`` is set)
     pass before the epochs start, so clients can attach and see the whole file.
-    Lost connections are re-opened after a back-off (>= 10 s, doubling to 2 min); epochs whose
+    Lost connections are re-opened after ``backoff`` (``cors.ntrip.Backoff``: >= 10 s, doubling to
+    2 min by default); epochs whose
     time passed while disconnected are dropped, as a live station's would be.
     """
     log = log or (lambda _m: None)
@@ -286,18 +218,17 @@ async def replay(cfg: ReplayConfig, to: str, *, ntrip_version: int = 2,
                                antenna_height=cfg.antenna_height)
     announce = b"".join(f.raw for f in announce_enc.station_frames())
     announce_enc.close()
-    backoff = MIN_BACKOFF
+    backoff = backoff or ntrip.Backoff()
 
     async def connect() -> bool:
-        nonlocal backoff
         try:
             await sink.open()
             await sink.send(announce)
         except Rejected:
             raise
-        except (TimeoutError, OSError, ConnectionError) as exc:
+        except (TimeoutError, OSError, ConnectionError, ntrip.ProtocolError) as exc:
             await sink.close()
-            log(f"replay: {target.public()}: {exc or type(exc).__name__}; retry in {backoff:.0f} s")
+            log(f"replay: {target.public()}: {exc or type(exc).__name__}; retry in {backoff.gap:.0f} s")
             return False
         stats.connects += 1
         stats.bytes += len(announce)
@@ -306,9 +237,8 @@ async def replay(cfg: ReplayConfig, to: str, *, ntrip_version: int = 2,
 
     try:
         while not await connect():
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
-        backoff = MIN_BACKOFF
+            await asyncio.sleep(backoff.next_delay())
+        backoff.reset()
         if ready is not None:
             try:
                 await asyncio.wait_for(ready.wait(), hold if hold > 0 else None)
@@ -323,8 +253,7 @@ async def replay(cfg: ReplayConfig, to: str, *, ntrip_version: int = 2,
             if not connected:
                 if time.monotonic() < resume_at or not await connect():
                     if time.monotonic() >= resume_at:
-                        resume_at = time.monotonic() + backoff
-                        backoff = min(backoff * 2, MAX_BACKOFF)
+                        resume_at = time.monotonic() + backoff.next_delay()
                     stats.dropped_epochs += 1
                     continue
                 connected = True
@@ -334,15 +263,15 @@ async def replay(cfg: ReplayConfig, to: str, *, ntrip_version: int = 2,
             try:
                 await sink.send(epoch.raw)
             except (OSError, ConnectionError) as exc:
+                delay = backoff.next_delay()
                 log(f"replay: {target.public()}: lost ({exc or type(exc).__name__}); "
-                    f"retry in {backoff:.0f} s")
+                    f"retry in {delay:.0f} s")
                 await sink.close()
                 connected = False
-                resume_at = time.monotonic() + backoff
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                resume_at = time.monotonic() + delay
                 stats.dropped_epochs += 1
                 continue
-            backoff = MIN_BACKOFF
+            backoff.reset()
             stats.epochs += 1
             stats.bytes += len(epoch.raw)
             stats.frames.update(f.msg_type for f in epoch.frames)
@@ -352,14 +281,11 @@ async def replay(cfg: ReplayConfig, to: str, *, ntrip_version: int = 2,
     return stats
 
 
-def station_defaults(station_ref: str, home: Path | None = None) -> dict:
-    """ECEF (and RTCM station id) of a registered station, by station id or mountpoint."""
-    try:
-        from cors.stations import StationRegistry
-        from mapsvc.config import home as mapsvc_home
-    except ImportError:
-        return {}
-    path = (home or mapsvc_home()) / "stations.sqlite"
+def station_defaults(station_ref: str, registry_path: Path) -> dict:
+    """ECEF of a registered station, by station id or mountpoint, from the registry at ``registry_path``."""
+    from cors.stations import StationRegistry
+
+    path = Path(registry_path)
     if not path.exists():
         return {}
     reg = StationRegistry(path)

@@ -5,26 +5,24 @@ ephemerides; each rover epoch is solved by RTKLIB's ``rtkpos`` with the latest b
 later than the rover epoch (what ``rnx2rtkp`` does without interpolation), so a run over a caster
 equals RTKLIB's forward-only solution with the same conf.
 
-The NTRIP download handshake is written here on asyncio streams (a GET and a status line);
-pygnssutils' client is thread-based and owns its output handling.
+The NTRIP download runs on asyncio streams; its request, reply parsing, chunked decoding and
+back-off come from ``cors.ntrip`` (pygnssutils' client is thread-based and owns its output).
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import functools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pyrtklib as rtk
 
+from cors import ntrip
 from cors.errors import CorsError
-from cors.replay import HANDSHAKE_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF, Rejected
+from cors.replay import Rejected
 from cors.rtcm_encode import gtime_seconds, read_rinex
 from cors.rtk import DTTOL, EpochStatus, RtkEngine, Summary, copy_records, load_options
 
@@ -32,78 +30,8 @@ AGENT = "NTRIP mapsvc-rover/0.1"
 GGA_INTERVAL = 10.0  # s; casters dislike faster GGA
 
 
-@dataclass(frozen=True)
-class CasterURL:
-    host: str
-    port: int
-    mountpoint: str
-    user: str = ""
-    password: str = ""
-
-    def public(self) -> str:
-        return f"ntrip://{self.host}:{self.port}/{self.mountpoint}"
-
-
-def parse_caster(url: str) -> CasterURL:
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "ntrip":
-        raise CorsError(f"--caster {url!r}: expected ntrip://USER:TOKEN@HOST:PORT/MOUNT")
-    try:
-        port = parts.port or 2101
-    except ValueError:
-        raise CorsError(f"--caster {url!r}: bad port") from None
-    mount = parts.path.lstrip("/")
-    if not parts.hostname or not mount:
-        raise CorsError(f"--caster {url!r}: host and mountpoint are needed")
-    return CasterURL(parts.hostname, port, mount, unquote(parts.username or ""),
-                     unquote(parts.password or ""))
-
-
-def gga_sentence(ecef: Sequence[float]) -> bytes:
-    """NMEA GGA of an ECEF position (pynmeagps builds and checksums it)."""
-    from pynmeagps import NMEAMessage
-
-    lon, lat, h = _ecef_to_llh().transform(*ecef)
-    msg = NMEAMessage("GP", "GGA", 0, lat=lat, lon=lon, alt=h, sep=0.0, quality=1, numSV=10,
-                      HDOP=1.0, altUnit="M", sepUnit="M")
-    return msg.serialize()
-
-
-@functools.cache
-def _ecef_to_llh():
-    from pyproj import Transformer
-
-    return Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
-
-
-class _Dechunk:
-    """HTTP/1.1 chunked body -> bytes (NTRIP 2.0 data replies)."""
-
-    def __init__(self):
-        self.buf = bytearray()
-        self.need = -1
-
-    def feed(self, data: bytes) -> bytes:
-        self.buf += data
-        out = bytearray()
-        while True:
-            if self.need < 0:
-                i = self.buf.find(b"\n")
-                if i < 0:
-                    return bytes(out)
-                line = bytes(self.buf[:i]).strip().split(b";")[0]
-                del self.buf[:i + 1]
-                if not line:
-                    continue
-                self.need = int(line, 16)
-                if self.need == 0:
-                    return bytes(out)
-            else:
-                if len(self.buf) < self.need:
-                    return bytes(out)
-                out += self.buf[:self.need]
-                del self.buf[:self.need]
-                self.need = -1
+def parse_caster(url: str) -> ntrip.NtripURL:
+    return ntrip.parse_url(url, schemes=("ntrip",), what="--caster")
 
 
 class Corrections:
@@ -163,58 +91,34 @@ class Corrections:
 class NtripDownload:
     """One NTRIP client connection (v1 or v2), re-opened with back-off >= 10 s when lost."""
 
-    def __init__(self, caster: CasterURL, version: int, sink: Callable[[bytes], None],
-                 gga: Callable[[], bytes | None], log: Callable[[str], None]):
+    def __init__(self, caster: ntrip.NtripURL, version: int, sink: Callable[[bytes], None],
+                 gga: Callable[[], bytes | None], log: Callable[[str], None],
+                 backoff: ntrip.Backoff | None = None):
         if version not in (1, 2):
             raise CorsError(f"--ntrip-version {version}: 1 or 2")
         self.caster, self.version, self.sink, self.gga, self.log = caster, version, sink, gga, log
+        self.backoff = backoff or ntrip.Backoff()
         self.connected = asyncio.Event()
         self.connects = 0
         self.error: Exception | None = None
 
-    def _request(self, gga: bytes | None) -> bytes:
-        c = self.caster
-        lines = [f"GET /{c.mountpoint} HTTP/1.{1 if self.version == 2 else 0}"]
-        if self.version == 2:
-            lines += [f"Host: {c.host}:{c.port}", "Ntrip-Version: Ntrip/2.0"]
-        lines.append(f"User-Agent: {AGENT}")
-        if c.user or c.password:
-            lines.append("Authorization: Basic "
-                         + base64.b64encode(f"{c.user}:{c.password}".encode()).decode())
-        if self.version == 2 and gga:
-            lines.append("Ntrip-GGA: " + gga.decode().strip())
-        lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
     async def _session(self) -> None:
         c = self.caster
         reader, writer = await asyncio.wait_for(asyncio.open_connection(c.host, c.port),
-                                                HANDSHAKE_TIMEOUT)
+                                                ntrip.HANDSHAKE_TIMEOUT)
         try:
             gga = self.gga()
-            writer.write(self._request(gga))
+            writer.write(ntrip.client_request(c, self.version, agent=AGENT, gga=gga))
             await writer.drain()
-            buf = b""
-            while not (buf.startswith(b"ICY 200 OK\r\n") or b"\r\n\r\n" in buf):
-                part = await asyncio.wait_for(reader.read(4096), HANDSHAKE_TIMEOUT)
-                if not part or len(buf) > 16384:
-                    break
-                buf += part
-            status = buf.split(b"\r\n", 1)[0].decode("latin-1").strip()
-            if status.startswith("ICY 200"):
-                rest, dechunk = buf[len(b"ICY 200 OK\r\n"):], None
-            elif status.startswith("HTTP/1.") and status[9:12] == "200" and b"\r\n\r\n" in buf:
-                head, rest = buf.split(b"\r\n\r\n", 1)
-                if b"gnss/sourcetable" in head.lower():
-                    raise ConnectionError(f"{c.public()}: mountpoint not live (caster sent its sourcetable)")
-                dechunk = _Dechunk() if b"transfer-encoding: chunked" in head.lower() else None
-            else:
+            reply, rest = await ntrip.read_reply(reader)
+            if not reply.ok:
                 # unknown or not-yet-live mountpoint: the station may come up, so retry later
-                if status.startswith("SOURCETABLE"):
+                if reply.sourcetable:
                     raise ConnectionError(f"{c.public()}: mountpoint not live (caster sent its sourcetable)")
-                if any(code in status for code in ("401", "403")):
-                    raise Rejected(f"{c.public()}: caster refused: {status}")
-                raise ConnectionError(f"{c.public()}: unexpected reply {status!r}")
+                if reply.status in (401, 403):
+                    raise Rejected(f"{c.public()}: caster refused: {reply.line}")
+                raise ConnectionError(f"{c.public()}: unexpected reply {reply.line!r}")
+            dechunk = ntrip.ChunkDecoder() if reply.chunked else None
             self.connects += 1
             self.connected.set()
             self.log(f"rover: connected to {c.public()} (NTRIP {self.version}.0)")
@@ -238,18 +142,18 @@ class NtripDownload:
             writer.close()
 
     async def run(self) -> None:
-        backoff = MIN_BACKOFF
         while True:
+            began = time.monotonic()
             try:
                 await self._session()
             except Rejected as exc:
                 self.error = exc
                 self.log(f"rover: {exc}")
                 return
-            except (TimeoutError, OSError, ConnectionError) as exc:
-                self.log(f"rover: {exc or type(exc).__name__}; reconnect in {backoff:.0f} s")
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            except (TimeoutError, OSError, ConnectionError, ntrip.ProtocolError) as exc:
+                delay = self.backoff.next_delay(time.monotonic() - began)
+                self.log(f"rover: {exc or type(exc).__name__}; reconnect in {delay:.0f} s")
+                await asyncio.sleep(delay)
 
 
 @dataclass
@@ -296,7 +200,7 @@ async def run_rover(cfg: RoverConfig, *, on_epoch: Callable[[EpochStatus], None]
         pos = position[-1]
         if not cfg.send_gga or sum(v * v for v in pos) < 1e12:
             return None
-        return gga_sentence(pos)
+        return ntrip.gga_from_ecef(pos)
 
     download = NtripDownload(caster, cfg.ntrip_version, corr.feed, gga, log)
     task = asyncio.create_task(download.run())

@@ -100,9 +100,9 @@ def read_pos(path: str | os.PathLike) -> Positions:
     except (ValueError, TypeError, IndexError) as exc:
         raise SolutionFileError(f"{path}: not an RTKLIB solution file ({str(exc).splitlines()[0]})") from None
     if ecef:
-        from lanelets.projection import transformer
+        from cors.geodesy import ecef_to_geodetic
 
-        lon, lat, h = transformer("EPSG:4978", "EPSG:4979").transform(a, b, c)
+        lat, lon, h = ecef_to_geodetic(a, b, c)
     else:
         lat, lon, h = a, b, c
     if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 180):

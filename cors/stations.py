@@ -15,12 +15,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs
 
+from cors import ntrip
 from cors.errors import CorsError
+from cors.geodesy import ecef_to_geodetic
 
-MOUNTPOINT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-STATION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# fullmatch everywhere: re.match(... $) would accept a trailing newline
+MOUNTPOINT = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+STATION_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 RESERVED_MOUNTPOINTS = frozenset({"NEAREST"})
 # Earth's ECEF radius spans ~6.357-6.378 Mm; allow mountains and a margin, reject obvious typos.
 _ECEF_RADIUS_RANGE = (6.30e6, 6.42e6)
@@ -40,10 +43,15 @@ class Source:
     obs: str = ""
     nav: str = ""
 
+    @property
+    def url(self) -> ntrip.NtripURL:
+        """Where a pulled source (tcp, ntrip) connects."""
+        return ntrip.NtripURL(self.kind, self.host, self.port, self.mountpoint, self.user, self.password)
+
     def public(self) -> str:
         """The source spec without credentials (for listings and status)."""
         if self.kind == "ntrip":
-            return f"ntrip://{self.host}:{self.port}/{self.mountpoint}"
+            return self.url.public()
         return self.spec
 
 
@@ -51,32 +59,17 @@ def _parse_push(spec: str) -> Source:
     return Source("push", "push")
 
 
-def _hostport(spec: str, default_port: int) -> tuple[str, int]:
-    parts = urlsplit(spec)
-    try:
-        port = parts.port or default_port
-    except ValueError:
-        raise CorsError(f"source {spec!r}: bad port") from None
-    if not parts.hostname:
-        raise CorsError(f"source {spec!r}: missing host")
-    return parts.hostname, port
-
-
 def _parse_tcp(spec: str) -> Source:
-    host, port = _hostport(spec, 0)
-    if not port:
-        raise CorsError(f"source {spec!r}: tcp://HOST:PORT needs a port")
-    return Source("tcp", spec, host=host, port=port)
+    url = ntrip.parse_url(spec, schemes=("tcp",), what="source")
+    return Source("tcp", spec, host=url.host, port=url.port)
 
 
 def _parse_ntrip(spec: str) -> Source:
-    host, port = _hostport(spec, 2101)
-    parts = urlsplit(spec)
-    mount = parts.path.lstrip("/")
-    if not MOUNTPOINT.match(mount):
+    url = ntrip.parse_url(spec, schemes=("ntrip",), what="source")
+    if not MOUNTPOINT.fullmatch(url.mountpoint):
         raise CorsError(f"source {spec!r}: ntrip://[USER:PASS@]HOST[:PORT]/MOUNT needs a mountpoint")
-    return Source("ntrip", spec, host=host, port=port, user=unquote(parts.username or ""),
-                  password=unquote(parts.password or ""), mountpoint=mount)
+    return Source("ntrip", spec, host=url.host, port=url.port, user=url.user, password=url.password,
+                  mountpoint=url.mountpoint)
 
 
 def _parse_rinex(spec: str) -> Source:
@@ -120,20 +113,6 @@ def check_password(stored: str, password: str) -> bool:
 
 
 # --- stations -------------------------------------------------------------------------------------
-
-_TO_GEODETIC = None
-
-
-def ecef_to_geodetic(x: float, y: float, z: float) -> tuple[float, float, float]:
-    """ECEF (m) -> lat, lon (deg), ellipsoidal height (m) on WGS 84."""
-    global _TO_GEODETIC
-    if _TO_GEODETIC is None:
-        from pyproj import Transformer
-
-        _TO_GEODETIC = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
-    lon, lat, h = _TO_GEODETIC.transform(x, y, z)
-    return float(lat), float(lon), float(h)
-
 
 @dataclass
 class Station:
@@ -200,9 +179,9 @@ class Station:
 
 
 def _check_station(st: Station) -> None:
-    if not STATION_ID.match(st.id):
+    if not STATION_ID.fullmatch(st.id):
         raise CorsError(f"station id {st.id!r}: use 1-64 of A-Z a-z 0-9 _ . -")
-    if not MOUNTPOINT.match(st.mountpoint):
+    if not MOUNTPOINT.fullmatch(st.mountpoint):
         raise CorsError(f"station {st.id}: mountpoint {st.mountpoint!r} must be 1-100 of A-Z a-z 0-9 _ . -")
     if st.mountpoint.upper() in RESERVED_MOUNTPOINTS:
         raise CorsError(f"station {st.id}: mountpoint {st.mountpoint!r} is reserved by the caster")

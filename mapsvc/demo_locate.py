@@ -26,12 +26,12 @@ SPEED_M_S = 10.0
 def rtk_scatter(statuses) -> np.ndarray:
     """(n, 3) east/north/up residuals (m) of the solved epochs about a smooth track: a local quadratic over
     7 epochs (Savitzky-Golay weights from a least-squares fit) removes the car's own motion."""
-    from lanelets.projection import transformer
+    from cors.geodesy import ecef_to_geodetic
 
     ecef = np.array([s.ecef for s in statuses if s.stat], dtype=np.float64)
     if len(ecef) < 9:
         return np.zeros((1, 3))
-    lon, lat, h = transformer("EPSG:4978", "EPSG:4979").transform(ecef[:, 0], ecef[:, 1], ecef[:, 2])
+    lat, lon, _ = ecef_to_geodetic(ecef[:, 0], ecef[:, 1], ecef[:, 2])
     lam, phi = np.radians(lon[0]), np.radians(lat[0])
     rot = np.array([[-np.sin(lam), np.cos(lam), 0.0],
                     [-np.sin(phi) * np.cos(lam), -np.sin(phi) * np.sin(lam), np.cos(phi)],

@@ -17,7 +17,7 @@ def _collect() -> tuple[type[BaseException], ...]:
         ("standards.errors", ("StandardsError",)),
         ("tiles.signing", ("SignatureError",)),
         ("mapsvc.client", ("FetchError",)),
-        ("mapsvc.tokens", ("TokenError",)),
+        ("tokens", ("TokenError",)),
     ):
         try:
             module = importlib.import_module(mod)

@@ -81,7 +81,7 @@ def test_token_errors_take_the_one_path(mapsvc_home, capsys):
 def test_click_choices_come_from_the_domain():
     from desensitize.profile import PROFILES
     from mapsvc.cli import cli
-    from mapsvc.tokens import ROLES
+    from tokens import ROLES
     from standards.report import LANGS
 
     def choices(cmd, opt):

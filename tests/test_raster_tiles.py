@@ -172,7 +172,7 @@ def test_api_serves_tile_rasters_with_etag_and_the_client_verifies_them(publishe
 
     from tiles import signing
     from mapsvc.client import VehicleClient, VerificationError
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     home, manifest = published["home"], published["manifest"]
     tokens = TokenStore(home / "tokens.sqlite")
@@ -302,7 +302,7 @@ def test_a_raster_only_change_shows_in_diff_and_delta(published, tmp_path):
     assert want and len(want) < len(e1)
     diff = store.diff("r1", "r1-dem2")
     assert diff["changed"] == want and not diff["added"] and not diff["removed"]
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     token = TokenStore(published["home"] / "tokens.sqlite").create("vehicle", "delta-car")
     app = create_app({"HOME": str(published["home"])})

@@ -1,4 +1,4 @@
-"""Bearer-token authentication and role checks (tokens from :class:`mapsvc.tokens.TokenStore`).
+"""Bearer-token authentication and role checks (tokens from :class:`tokens.TokenStore`).
 
 Which role may do what is data (:data:`PERMISSIONS`), not branches in views. Every release in the store is a
 published one (publishing is atomic), so "vehicles read published releases only" means: vehicles get
@@ -47,7 +47,7 @@ class TokenSource:
         if self._store is None or self._pid != os.getpid():
             with self._lock:
                 if self._store is None or self._pid != os.getpid():
-                    from mapsvc.tokens import TokenStore
+                    from tokens import TokenStore
 
                     self._store = TokenStore(self.path)
                     self._pid = os.getpid()

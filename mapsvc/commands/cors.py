@@ -1,6 +1,6 @@
 """mapsvc CLI: reference stations (``stations``), caster/API tokens (``tokens``), replay and rover.
 
-Wiring only: the registry lives in cors.stations, tokens in mapsvc.tokens; state under
+Wiring only: the registry lives in cors.stations, tokens in the top-level tokens package; state under
 ``mapsvc.config.home()`` (stations.sqlite, tokens.sqlite).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from mapsvc.config import home
-from mapsvc.tokens import ROLES
+from tokens import ROLES
 
 
 def registry():
@@ -21,7 +21,7 @@ def registry():
 
 
 def token_store():
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     return TokenStore(home() / "tokens.sqlite")
 
@@ -156,7 +156,7 @@ def tokens_revoke(name):
     store = token_store()
     try:
         if not store.revoke(name):
-            from mapsvc.tokens import TokenError
+            from tokens import TokenError
 
             raise TokenError(f"no active token named {name!r} in {store.path}")
     finally:
@@ -178,7 +178,7 @@ def _replay_ecef(ecef_text, station, target):
         return parse_ecef(ecef_text)
     for ref in (station, target.user, target.mountpoint):
         if ref:
-            found = station_defaults(ref, home())
+            found = station_defaults(ref, home() / "stations.sqlite")
             if found:
                 return found["ecef"]
     return None

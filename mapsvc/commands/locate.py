@@ -77,19 +77,18 @@ def epoch_locator(cache: Path, frame: str, epoch: float | None):
     """For `mapsvc rover --map CACHE`: a function EpochStatus -> " lanelet=... lateral=..." (the rover's
     ECEF position is in the frame of the base coordinates, i.e. the caster's service frame)."""
     from lanelets.frames import decimal_year, parse
-    from lanelets.projection import transformer
+    from cors.geodesy import ecef_to_geodetic
     from mapsvc.client import VehicleClient
 
     client = VehicleClient.from_cache(cache)
     client.home = home()
     f, fixed = parse(frame, epoch)
     client.map_frame()  # verified once, before the first epoch: a bad cache fails here, not mid-drive
-    to_llh = transformer("EPSG:4978", "EPSG:4979")
 
     def describe(status) -> str:
         if not status.stat:
             return ""
-        lon, lat, h = to_llh.transform(*status.ecef)
+        lat, lon, h = ecef_to_geodetic(*status.ecef)
         t = fixed if fixed is not None else decimal_year(status.gpst)
         row = client.locate(lat, lon, h, frame=f.name, epoch=t).row(0)
         if row["lanelet"] is None:

@@ -57,7 +57,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose, ser
     """Run the NTRIP caster (and the HTTP API when available)."""
     from cors.caster import Caster, CasterInfo, new_event_loop_policy
     from cors.stations import StationRegistry
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
 
     _raise_nofile()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,

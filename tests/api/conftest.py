@@ -66,7 +66,7 @@ def api_home(request, tmp_path_factory):
     """$MAPSVC_HOME with releases r1, r2 (signed at publish) and one token per role; ``lat``/``lon``: a
     position inside the map whose 1500 m circle holds tiles r2 changed."""
     from mapsvc.pipeline import publish
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
     from tiles import open_store
     from tiles.grid import tile_bbox
 

@@ -122,7 +122,7 @@ def test_tampered_tile_is_rejected_and_not_cached(api_home, store, tmp_path):
 def test_tampered_manifest_is_rejected(api_home, tmp_path):
     """A home of its own with release r3, whose manifest is altered in the catalogue after signing."""
     from mapsvc.pipeline import publish
-    from mapsvc.tokens import TokenStore
+    from tokens import TokenStore
     from .conftest import LiveServer
     from tiles import open_store
 

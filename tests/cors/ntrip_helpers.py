@@ -14,7 +14,7 @@ from pyrtcm import RTCMReader
 from cors.caster import Caster
 from cors.monitor import LEGACY_OBS, LEGACY_SYNC, RtcmFramer, constellation
 from cors.stations import Station, StationRegistry
-from mapsvc.tokens import TokenStore
+from tokens import TokenStore
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 RTCM_DIR = DATA / "gnss" / "rtcm3"

@@ -1,0 +1,1 @@
+"""Mountpoint kinds: one module each, imported by ``cors.caster.mountpoints.load_kinds``."""
