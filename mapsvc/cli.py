@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "mapsvc.commands.fetch",
     "mapsvc.commands.check",
     "mapsvc.commands.locate",
+    "mapsvc.commands.vrs",
 )
 
 
