@@ -41,6 +41,7 @@ def console_home(tmp_path_factory):
     if why:
         pytest.skip(why)
     from mapsvc.pipeline import publish
+    from mapsvc.reports import store_report
     from tokens import TokenStore
     from standards import check_release
     from standards.report import render
@@ -54,7 +55,7 @@ def console_home(tmp_path_factory):
         publish(src, "r1", store_url, LEVEL)
         publish(modified_copy(src, home.parent / "modified.osm"), "r2", store_url, LEVEL)
         store = open_store(store_url)
-        store.add_attachment("r1", "report.json", render(check_release(store, "r1", home), "json", "en"), False)
+        store_report(store, "r1", render(check_release(store, "r1", home), "json", "en"))
         tokens = TokenStore(home / "tokens.sqlite")
         toks = {role: tokens.create(role, f"console-{role}") for role in ("vehicle", "producer", "surveyor", "admin")}
         tokens.close()
