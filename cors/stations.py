@@ -131,6 +131,10 @@ class Station:
     source: str = "push"
     password_hash: str = field(default="", repr=False)
     created: float = 0.0
+    # the frame and epoch the ARP is given in (lanelets.frames names); None: registered before frames were
+    # declared, taken to be in the caster's service frame
+    frame: str | None = None
+    epoch: float | None = None
 
     @property
     def source_spec(self) -> Source:
@@ -155,7 +159,15 @@ class Station:
             "approx_lat": lat, "approx_lon": lon, "receiver": self.receiver, "antenna": self.antenna,
             "format": self.format, "messages": self.messages, "nav_system": self.nav_system,
             "carrier": self.carrier, "country": self.country, "source": self.source_spec.kind,
+            "frame": self.frame_spec,
         }
+
+    @property
+    def frame_spec(self) -> str | None:
+        """``NAME@EPOCH`` of the registered ARP, or None when undeclared."""
+        if not self.frame:
+            return None
+        return self.frame if self.epoch is None else f"{self.frame}@{self.epoch:g}"
 
     def private(self) -> dict:
         """Operator view (CLI ``stations show``): includes the ARP, never the password hash."""
@@ -184,6 +196,17 @@ def _check_station(st: Station) -> None:
         if ";" in text or "\n" in text or "\r" in text:
             raise CorsError(f"station {st.id}: ';' and line breaks are not allowed in sourcetable fields")
     parse_source(st.source)
+    if st.frame is not None:
+        from lanelets.frames import FrameError, parse
+
+        try:
+            f, epoch = parse(st.frame, st.epoch)
+        except FrameError as exc:
+            raise CorsError(f"station {st.id}: {exc}") from None
+        if f.dynamic and epoch is None:
+            raise CorsError(f"station {st.id}: frame {f.name} needs the epoch of the coordinates, e.g. "
+                            f"--frame {f.name}@2026.9")
+        st.frame, st.epoch = f.name, (epoch if f.dynamic else None)
 
 
 def parse_ecef(text: str) -> tuple[float, float, float]:
@@ -197,7 +220,7 @@ def parse_ecef(text: str) -> tuple[float, float, float]:
 
 
 _COLUMNS = ("id", "mountpoint", "x", "y", "z", "name", "receiver", "antenna", "format", "messages",
-            "nav_system", "carrier", "country", "source", "password_hash", "created")
+            "nav_system", "carrier", "country", "source", "password_hash", "created", "frame", "epoch")
 
 
 class StationRegistry:
@@ -212,8 +235,13 @@ class StationRegistry:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS stations (id TEXT PRIMARY KEY, mountpoint TEXT NOT NULL UNIQUE,"
             " x REAL, y REAL, z REAL, name TEXT, receiver TEXT, antenna TEXT, format TEXT, messages TEXT,"
-            " nav_system TEXT, carrier INTEGER, country TEXT, source TEXT, password_hash TEXT, created REAL)"
+            " nav_system TEXT, carrier INTEGER, country TEXT, source TEXT, password_hash TEXT, created REAL,"
+            " frame TEXT, epoch REAL)"
         )
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(stations)")}
+        for col, kind in (("frame", "TEXT"), ("epoch", "REAL")):  # registries made before frames
+            if col not in have:
+                self._db.execute(f"ALTER TABLE stations ADD COLUMN {col} {kind}")
         self._version = 0
 
     def close(self) -> None:
@@ -229,7 +257,8 @@ class StationRegistry:
         station.created = station.created or time.time()
         row = (station.id, station.mountpoint, *station.ecef, station.name, station.receiver,
                station.antenna, station.format, station.messages, station.nav_system, station.carrier,
-               station.country, station.source, station.password_hash, station.created)
+               station.country, station.source, station.password_hash, station.created, station.frame,
+               station.epoch)
         with self._lock:
             if self._db.execute("SELECT 1 FROM stations WHERE id=?", (station.id,)).fetchone():
                 raise CorsError(f"station {station.id!r} already exists in {self.path}")

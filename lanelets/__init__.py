@@ -4,6 +4,8 @@
   object, with a summary of what is kept how; :func:`osm_document` writes one, :func:`merge` joins tiles;
   :func:`load_lanelet2` gives Lanelet2's own map model of it (routing, matching, checks).
 - :func:`build` turns survey input (``.osm``, ``.gpkg``, ``.geojson``) into a Lanelet2 ``.osm``.
+- :mod:`lanelets.frames`: reference frames and epochs (CGCS2000, ITRF2014/2020, WGS84), one pyproj chain.
+- :mod:`lanelets.locate`: the drivable lanelet under positions (lanelet2 matching), with lane coordinates.
 """
 from lanelets.errors import MapError
 from lanelets.files import write_atomic

@@ -27,6 +27,21 @@ def _build_osm(path: Path, out: Path, origin: tuple[float, float] | None) -> dic
     return summary
 
 
+def _with_positions(node_xml, lon, lat):
+    """Node XML with new lat/lon attributes (lxml, so everything else of each node is kept)."""
+    import numpy as np
+    from lxml import etree
+
+    out = np.empty(len(node_xml), dtype=object)
+    for i, (raw, lo, la) in enumerate(zip(node_xml.tolist(), lon.tolist(), lat.tolist())):
+        el = etree.fromstring(raw)
+        if la == la:  # NaN: a local-only node without an origin stays as it is
+            el.set("lat", f"{la:.11f}")
+            el.set("lon", f"{lo:.11f}")
+        out[i] = etree.tostring(el, with_tail=False)
+    return out
+
+
 def _build_survey(path: Path, out: Path, origin: tuple[float, float] | None) -> dict:
     from lanelets.survey import build_from_survey
 
@@ -41,11 +56,29 @@ BUILDERS: dict[str, Callable[[Path, Path, tuple[float, float] | None], dict]] = 
 }
 
 
-def build(path: str | os.PathLike, out: str | os.PathLike, origin: tuple[float, float] | None = None) -> dict:
+def build(path: str | os.PathLike, out: str | os.PathLike, origin: tuple[float, float] | None = None, *,
+          frame: str | None = None) -> dict:
+    """Build ``out`` from ``path``. ``frame`` (``NAME@EPOCH``): the source's reference frame; the map is
+    written in CGCS2000, the default frame of releases (lanelets.frames)."""
+    from lanelets.frames import DEFAULT_FRAME, FrameTransform, parse
+
     path, out = Path(path), Path(out)
     builder = BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise MapError(f"{path}: unsupported input type {path.suffix!r} (use {', '.join(sorted(BUILDERS))})")
     if not path.is_file():
         raise MapError(f"{path}: no such file")
-    return builder(path, out, origin)
+    src, epoch = parse(frame or DEFAULT_FRAME)
+    if src.dynamic and epoch is None:
+        raise MapError(f"--frame {frame}: a dynamic frame needs its epoch, e.g. {src.name}@2026.9")
+    summary = builder(path, out, origin)
+    if src.name != DEFAULT_FRAME:
+        from lanelets.osm import read_osm, write_atomic
+
+        m = read_osm(out)
+        lon, lat = m.lonlat(origin)
+        nlon, nlat, _ = FrameTransform(src.name, DEFAULT_FRAME)(lon, lat, None, epoch)
+        m.node_xml = _with_positions(m.node_xml, nlon, nlat)
+        write_atomic(out, m.xml_bytes())
+        summary["frame"] = f"{src.name}@{epoch} -> {DEFAULT_FRAME}"
+    return summary

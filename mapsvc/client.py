@@ -83,7 +83,17 @@ class VehicleClient:
         self.http.headers["Authorization"] = f"Bearer {token}"
         self.http.headers["Accept-Encoding"] = "identity"  # tiles are gzip files, not gzip transfer encoding
         self._pin_source = (public_key, key_id)
-        self._lanelet = None
+        self._lanelet = self._locator = self._map_frame = None
+        self.home = None  # $MAPSVC_HOME whose desensitize.yaml names this vehicle's offset providers
+
+    @classmethod
+    def from_cache(cls, cache_dir: str | os.PathLike, **kw) -> VehicleClient:
+        """A client for what is already cached (no network): ``locate`` and the map."""
+        state = json.loads((Path(cache_dir) / "state.json").read_text()) if (Path(cache_dir) / "state.json").exists() \
+            else {}
+        if not state.get("release"):
+            raise FetchError(f"{cache_dir}: nothing fetched yet; run `mapsvc fetch` first")
+        return cls(state["server"], "", cache_dir, **kw)
 
     # -- state ----------------------------------------------------------------------------------------
     @property
@@ -182,8 +192,10 @@ class VehicleClient:
 
     # -- fetch ----------------------------------------------------------------------------------------
     def fetch(self, lat: float, lon: float, radius_m: float, release: str | None = None,
-              layers=()) -> FetchResult:
-        """Fetch the tiles around a position; ``layers``: also each tile's raster layers of those names."""
+              layers=(), *, frame: str = "CGCS2000", epoch: float | None = None) -> FetchResult:
+        """Fetch the tiles around a position given in ``frame`` (at ``epoch`` for a dynamic frame); the server
+        is only ever sent the position in the release's published (offset) coordinates, computed here from
+        the signed manifest's frame declaration. ``layers``: also each tile's raster layers of those names."""
         from tiles.raster import LAYER_NAME
 
         layers = list(dict.fromkeys(layers or ()))
@@ -209,6 +221,7 @@ class VehicleClient:
                                         "(rollback); rejected")
         view = ReleaseView.of(release, raw)
         signed = dict(zip(view.ids.tolist(), view.sha, strict=True))
+        lat, lon = self._published_position(manifest, lat, lon, frame, epoch)
 
         listed = self._get(f"/v1/releases/{release}/tiles",
                            params={"lat": repr(float(lat)), "lon": repr(float(lon)), "radius_m": repr(float(radius_m))}
@@ -248,11 +261,19 @@ class VehicleClient:
         new_state = {"server": self.server, "key_id": pin.key_id, "public_key": pin.as_dict()["public_key"],
                      "release": release, "manifest_sha256": view.sha256, "level": view.level,
                      "origin": manifest.get("origin"),
+                     # the area in published coordinates only: the cache never keeps a true position
                      "area": {"lat": lat, "lon": lon, "radius_m": radius_m},
                      "tiles": {str(k): v for k, v in sorted(area.items())}, "rasters": rasters}
         _write_atomic(self.state_path, json.dumps(new_state, indent=1).encode())
-        self._lanelet = None
+        self._lanelet = self._locator = self._map_frame = None
         return result
+
+    def _published_position(self, manifest: dict, lat: float, lon: float, frame: str, epoch) -> tuple[float, float]:
+        from mapsvc.locate import MapFrame
+
+        mf = MapFrame.of(manifest, self.home)
+        plon, plat = mf.to_map(np.array([lon], float), np.array([lat], float), frame=frame, epoch=epoch)
+        return float(plat[0]), float(plon[0])
 
     def _fetch_rasters(self, release: str, manifest: dict, tile_ids: list[int], layers: list[str],
                        result: FetchResult) -> dict:
@@ -332,6 +353,54 @@ class VehicleClient:
             lmap, projector, _errors = load_lanelet2(self.merged_osm(), tuple(origin) if origin else None)
             self._lanelet = (lmap, projector)
         return self._lanelet
+
+    # -- the vehicle on the map -------------------------------------------------------------------------
+    def map_frame(self):
+        """The cached release's frame and offset (:class:`mapsvc.locate.MapFrame`), from its manifest
+        re-verified against the pinned key: a tampered frame declaration fails here. Verified once per
+        release and vehicle configuration, then kept (a rover locates every epoch)."""
+        from mapsvc.locate import MapFrame
+
+        state = self.state()
+        key = (state.get("manifest_sha256"), str(self.home))
+        if self._map_frame is not None and self._map_frame[0] == key:
+            return self._map_frame[1]
+        release = state.get("release")
+        if not release:
+            raise FetchError(f"{self.cache}: nothing fetched yet")
+        raw = (self.cache / "manifests" / f"{release}.json").read_bytes()
+        try:
+            sig = (self.cache / "manifests" / f"{release}.sig").read_bytes()
+            # the key pinned at fetch time (state.json); no network on the vehicle's hot path
+            key = signing.load_public_key(state["public_key"].encode()) if state.get("public_key") \
+                else self._pinned_key(state)
+            signing.verify_bytes(raw, sig, key)
+        except (OSError, signing.SignatureError) as exc:
+            raise VerificationError(f"cached release {release}: {exc}; manifest rejected") from None
+        if hashlib.sha256(raw).hexdigest() != state.get("manifest_sha256"):
+            raise VerificationError(f"cached release {release}: manifest differs from the one fetched; rejected")
+        mf = MapFrame.of(json.loads(raw), self.home)
+        self._map_frame = (key, mf)
+        return mf
+
+    def locator(self):
+        """The lanelet locator of the cached area (:class:`lanelets.locate.LaneletLocator`)."""
+        if self._locator is None:
+            from lanelets.locate import lanelet_locator
+
+            self._locator = lanelet_locator(self.merged_osm())
+        return self._locator
+
+    def locate(self, lat, lon, h=None, *, frame: str = "CGCS2000", epoch=None, track: bool = False):
+        """Lanelets under true positions (scalars or arrays) given in ``frame`` at ``epoch``: brought into the
+        release's frame, offset with the provider the signed manifest names, matched with lanelet2.
+        Returns :class:`lanelets.locate.Located`."""
+        mf = self.map_frame()
+        lon_a = np.atleast_1d(np.asarray(lon, dtype=np.float64))
+        lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+        h_a = None if h is None else np.broadcast_to(np.asarray(h, dtype=np.float64), lon_a.shape)
+        mlon, mlat = mf.to_map(lon_a, lat_a, h_a, frame=frame, epoch=epoch)
+        return self.locator().locate(mlon, mlat, track=track)
 
     def match(self, lat: float, lon: float, max_dist: float = 1.0) -> list[tuple[int, float]]:
         """Lanelets under a WGS-84 position, nearest first: [(lanelet id, distance m)] (lanelet2.matching)."""

@@ -36,15 +36,15 @@ def run_map_demo(level: int = 13) -> dict:
     work = home() / "demo"
     work.mkdir(parents=True, exist_ok=True)
     osm = work / "yizhuang_pilot.osm"
-    click.echo(f"1/5 building the illustrative Yizhuang pilot-zone map -> {osm}")
+    click.echo(f"1/6 building the illustrative Yizhuang pilot-zone map -> {osm}")
     summary = build(roadspec_path(), osm)
     click.echo("    " + json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float, str))}))
-    click.echo(f"2/5 tiling at NDS level {level} -> {work / 'tiles'}")
+    click.echo(f"2/6 tiling at NDS level {level} -> {work / 'tiles'}")
     manifest = tile_to_dir(osm, work / "tiles", level)
     click.echo(f"    {len(manifest['tiles'])} tiles, {sum(t['bytes'] for t in manifest['tiles'])} bytes")
     store_dir = home() / "store"
     name = next_release_name(open_store(store_dir))
-    click.echo(f"3/5 desensitising and publishing release {name} -> {store_dir}")
+    click.echo(f"3/6 desensitising and publishing release {name} -> {store_dir}")
     published = publish(osm, name, store_dir, level)
     d = desensitisation_of(published)
     click.echo(f"    offset {d['offset']['name']} (certified: {'yes' if d['certified'] else 'no'}), "
@@ -60,7 +60,7 @@ def run_report_demo(release: str) -> dict:
     from tiles import open_store
 
     out = home() / "demo" / "report"
-    click.echo(f"4/5 checking release {release} against the quality standard and mapping rules -> {out}")
+    click.echo(f"4/6 checking release {release} against the quality standard and mapping rules -> {out}")
     store = open_store(home() / "store")
     report = check_release(store, release, home())
     outputs = {fmt: render(report, fmt, "zh" if fmt == "pdf" else "en") for fmt in ("json", "html", "pdf")}
@@ -80,9 +80,12 @@ def run_demo(serve: bool = False) -> dict:
 
     result = {"maps": run_map_demo()}
     result["report"] = run_report_demo(result["maps"]["release"])
-    click.echo("5/5 RTK: a real GEONET base station replayed through the NTRIP caster to a rover")
+    click.echo("5/6 RTK: a real GEONET base station replayed through the NTRIP caster to a rover")
     rtk = run_rtk_demo(home(), speed=20.0)
     result["rtk"] = {k: v for k, v in rtk.items() if k in ("summary", "epochs", "fix_rate", "seconds")}
+    from mapsvc.demo_locate import run_locate_demo
+
+    result["vehicle"] = run_locate_demo(result["maps"]["release"], rtk.get("statuses"), step="6/6")
     click.echo("done: " + json.dumps(result, default=str))
     click.echo("web console: http://127.0.0.1:8080/  (while `mapsvc serve` runs; sign in with a token from "
                "`.venv/bin/mapsvc tokens create --role surveyor`)")

@@ -57,10 +57,13 @@ def tile_to_dir(path, out, level: int = DEFAULT_LEVEL, origin=None) -> dict:
 
 
 def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=None, *, restricted_areas=None,
-            profile: str | None = None, offset_provider: str | None = None, rules=None, rasters=()) -> dict:
+            profile: str | None = None, offset_provider: str | None = None, rules=None, rasters=(),
+            frame: str | None = None) -> dict:
     """Desensitise, tile, scan and store a release. There is no way around the desensitisation step: the
     raw map never reaches the store, only its desensitised tiles, the report (manifest) and the audit
-    (restricted attachment)."""
+    (restricted attachment). ``frame``: the source's reference frame (``NAME`` or ``NAME@EPOCH``, default
+    CGCS2000), declared in the signed manifest with the offset provider applied."""
+    from lanelets.frames import declaration
     from desensitize import desensitize, desensitize_raster, load_settings
     from desensitize.scan import require_clean
     from mapsvc.config import home
@@ -72,6 +75,7 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
 
         raise StoreError(f"release {release!r} already exists; releases are immutable")
     path = Path(path)
+    declaration(frame)  # a bad frame fails before any work is done
     layers = {}  # raster layers are named after their files; checked before any work is done
     for raster in rasters:
         layer = check_layer_name(Path(raster).stem, str(raster))
@@ -108,7 +112,8 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         source={"file": path.name, "sha256": file_sha256(path), "summary": summary},
         origin=None,  # a local map's origin is a true position: it stays with the producer
-        release=release, **{DESENSITISATION: result.report})
+        release=release, **{DESENSITISATION: result.report},
+        frame=declaration(frame, offset=result.provider.describe()))
     for entry in manifest["tiles"]:  # listed before signing: the signature covers every raster's sha256
         if entry["id"] in tile_rasters:
             entry["rasters"] = tile_rasters[entry["id"]]

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from cors import ntrip
+from cors.arp import ServiceFrame
 from cors.caster import status as _status
 from cors.caster import upstream
 from cors.caster.auth import ClientAuth
@@ -36,6 +37,7 @@ class CasterInfo:
     country: str = "XXX"
     network: str = "mapsvc"
     web: str = "none"
+    frame: str = ""   # service frame of every 1005/1006 sent (cors.arp.ServiceFrame); "" = default
 
 
 class Caster:
@@ -62,6 +64,7 @@ class Caster:
         self.monitor = monitor or Monitor(down_after=down_after)
         self.host, self._port = host, port
         self.info = info or CasterInfo(host=host)
+        self.service_frame = ServiceFrame(self.info.frame or None)
         self.max_backlog = max_backlog
         self.client_sndbuf = client_sndbuf
         self.header_timeout = header_timeout
@@ -195,7 +198,8 @@ class Caster:
         for name in list(self.mounts):
             m = self.mounts[name]
             st = stations.get(name)
-            if st is None or st.id != m.sid or st.source != m.station.source or st.ecef != m.station.ecef:
+            if st is None or st.id != m.sid or st.source != m.station.source or st.ecef != m.station.ecef \
+                    or st.frame_spec != m.station.frame_spec:
                 self._remove_mount(m)
         for name, st in stations.items():
             if name in self.mounts:

@@ -23,9 +23,11 @@ def sourcetable(caster, query: str = "") -> str:
     else:
         lat = lon = 0.0
     info = caster.info
+    frame = f"frame={caster.service_frame.spec}"  # the frame of every 1005/1006 served here
     records.append(ntrip.cas_record(info.host, caster.port, info.identifier, info.operator, 1, info.country,
-                                    lat, lon))
-    records.append(ntrip.net_record(info.network, info.operator, "B", "N", info.web, info.web, info.web))
+                                    lat, lon, misc=frame))
+    records.append(ntrip.net_record(info.network, info.operator, "B", "N", info.web, info.web, info.web,
+                                    misc=frame))
     records = ntrip.filter_sourcetable(records, query)
     return "".join(r + "\r\n" for r in records) + "ENDSOURCETABLE\r\n"
 
@@ -61,6 +63,7 @@ def write_status(caster, path) -> None:
     path = Path(path)
     doc = {"generated": time.time(), "caster": {"host": caster.info.host, "port": caster.port,
                                                 "clients": caster.client_count(), "node": caster.node_id},
+           "service_frame": caster.service_frame.spec,
            "stations": status(caster)}
     if caster.bus is not None:
         caster.bus.put_status(doc)

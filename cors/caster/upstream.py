@@ -87,7 +87,7 @@ async def _pull_rinex(caster, mount, src) -> None:
         mount.ingest(data)
 
     # the frames of one epoch come back to back: gather them and fan out once per epoch
-    async for frame in replay.iter_rtcm_frames(src.obs, src.nav, mount.station.ecef, speed=caster.rinex_speed,
+    async for frame in replay.iter_rtcm_frames(src.obs, src.nav, mount.arp_ecef, speed=caster.rinex_speed,
                                                loop=True, station_id=replay.rtcm_station_id(mount.sid)):
         if not pending:
             loop.call_soon(flush)

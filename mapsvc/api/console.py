@@ -108,6 +108,13 @@ def _signature(name: str, view) -> dict:
     return result
 
 
+def _frame_label(decl) -> str | None:
+    """``CGCS2000@2000`` from a manifest's signed frame declaration (lanelets.frames.declaration)."""
+    if isinstance(decl, dict) and decl.get("horizontal"):
+        return decl["horizontal"] + (f"@{decl['epoch']:g}" if decl.get("epoch") is not None else "")
+    return decl if isinstance(decl, str) else None
+
+
 def _report_summary(name: str) -> dict | None:
     data = current_app.extensions["mapsvc"]["catalogue"].attachment(name, "report.json")
     if data is None:
@@ -139,7 +146,7 @@ def releases_overview():
             "bytes": info.bytes, "manifest_sha256": view.sha256,
             "signature": _signature(info.name, view),
             # `frame` is written by newer publishers; older manifests have none (shown as unknown)
-            "frame": manifest.get("frame") or offset.get("frame"),
+            "frame": _frame_label(manifest.get("frame")) or offset.get("frame"),
             "offset_provider": offset.get("name"),
             "report": _report_summary(info.name),
         })

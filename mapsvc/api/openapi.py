@@ -53,7 +53,9 @@ def spec() -> dict:
             "/v1/keys": {"get": _op("Public manifest-signing keys with their ids",
                                     _json_ok(ref("Keys")), 414, 429, secured=False)},
             "/v1/releases": {"get": _op("Published releases, oldest first", _json_ok(ref("Releases")), *_AUTH)},
-            "/v1/stations": {"get": _op("Reference stations and their live status (approximate positions)",
+            "/v1/stations": {"get": _op("Reference stations and their live status (approximate positions); "
+                                        "service_frame: the frame of every 1005/1006 the caster sends, "
+                                        "and each station's registered frame",
                                         _json_ok({"type": "object"}), *_AUTH)},
             "/v1/stations/{station_id}": {"get": _op(
                 "One reference station's status", _json_ok({"type": "object"}), *_AUTH,

@@ -6,6 +6,7 @@ Wiring only: the registry lives in cors.stations, tokens in the top-level tokens
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -48,14 +49,16 @@ def stations() -> None:
 @click.option("--carrier", type=click.IntRange(0, 2), default=2, show_default=True,
               help="0 none, 1 L1, 2 L1+L2.")
 @click.option("--country", default="XXX", show_default=True, help="ISO 3166 alpha-3 code.")
+@click.option("--frame", "frame", default=None, metavar="FRAME@EPOCH",
+              help="Frame and epoch of --ecef, e.g. ITRF2014@2020.0 or CGCS2000 (default: the service frame).")
 def stations_add(station_id, mountpoint, ecef, password, name, receiver, antenna, source, fmt, messages,
-                 nav_system, carrier, country):
+                 nav_system, carrier, country, frame):
     """Register a reference station."""
     from cors.stations import Station, parse_ecef
 
     st = Station(id=station_id, mountpoint=mountpoint, ecef=parse_ecef(ecef), name=name, receiver=receiver,
                  antenna=antenna, format=fmt, messages=messages, nav_system=nav_system, carrier=carrier,
-                 country=country.upper(), source=source)
+                 country=country.upper(), source=source, frame=frame)
     reg = registry()
     try:
         reg.add(st, password=password)
@@ -242,12 +245,22 @@ def replay_cmd(obs, nav, to, speed, loop, ecef, msm, ntrip_version, station, rtc
               help="Seconds an epoch waits for its base epoch.")
 @click.option("--quiet", is_flag=True, help="Only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON.")
-def rover_cmd(obs, nav, caster, conf, ntrip_version, max_wait, quiet, as_json):
+@click.option("--map", "map_cache", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Vehicle cache (`mapsvc fetch`): also print the lanelet under the rover at each epoch.")
+@click.option("--frame", default="ITRF2014", show_default=True,
+              help="Frame of the base coordinates the caster sends (its declared service frame).")
+@click.option("--epoch", type=float, default=None, help="Epoch of --frame (default: each epoch's own time).")
+def rover_cmd(obs, nav, caster, conf, ntrip_version, max_wait, quiet, as_json, map_cache, frame, epoch):
     """RTK epoch by epoch (RTKLIB rtkpos) with corrections from an NTRIP caster."""
     from cors.rover import RoverConfig, rover
 
     cfg = RoverConfig(obs, caster, nav, conf, int(ntrip_version), max_wait)
     on_epoch = None if quiet else (lambda st: click.echo(st.line()))
+    if map_cache is not None:
+        from mapsvc.commands.locate import epoch_locator
+
+        where = epoch_locator(map_cache, frame, epoch)
+        on_epoch = lambda st: click.echo(st.line() + where(st))  # noqa: E731
     try:
         result = rover(cfg, on_epoch=on_epoch, log=lambda m: click.echo(m, err=True))
     except KeyboardInterrupt:

@@ -19,18 +19,30 @@ import click
               help="Pinned public key (PEM or base64); kept in the cache for later calls.")
 @click.option("--key-id", default=None, help="Pinned key id (the key is fetched and checked against the id).")
 @click.option("--match/--no-match", default=False, help="Also load the merged map and list the lanelets at LAT,LON.")
+@click.option("--frame", default="CGCS2000", show_default=True, metavar="FRAME",
+              help="Frame of LAT/LON: CGCS2000, ITRF2014, ITRF2020 or WGS84 (the server only sees the offset position).")
+@click.option("--epoch", type=float, default=None, help="Epoch (decimal year) of LAT/LON in a dynamic frame "
+              "(default: now).")
 @click.option("--raster", "layers", multiple=True, metavar="LAYER",
               help="Also fetch and verify this raster layer of each tile (repeatable).")
-def fetch_cmd(server, token, lat, lon, radius_m, cache, release, pubkey, key_id, match, layers):
-    """Download and verify the tiles within RADIUS-M of LAT,LON into CACHE (only what changed on later calls)."""
+def fetch_cmd(server, token, lat, lon, radius_m, cache, release, pubkey, key_id, match, layers, frame, epoch):
+    """Download and verify the tiles within RADIUS-M of LAT,LON into CACHE (only what changed on later calls).
+    LAT/LON are the vehicle's true position in --frame; the server is sent only its offset position."""
+    from lanelets.frames import decimal_year, parse
     from mapsvc.client import VehicleClient
+    from mapsvc.config import home
 
     client = VehicleClient(server, token, cache, public_key=pubkey, key_id=key_id)
-    result = client.fetch(lat, lon, radius_m, release, layers=layers)
+    client.home = home()
+    if epoch is None and parse(frame)[0].dynamic:
+        epoch = decimal_year()
+    result = client.fetch(lat, lon, radius_m, release, layers=layers, frame=frame, epoch=epoch)
     out = result.as_dict()
     if match:
         out["merged_osm"] = str(client.merged_osm())
-        out["lanelets_at_position"] = [{"id": i, "distance_m": d} for i, d in client.match(lat, lon)]
+        mlon, mlat = client.map_frame().to_map([lon], [lat], frame=frame, epoch=epoch)
+        out["lanelets_at_position"] = [{"id": i, "distance_m": d}
+                                       for i, d in client.match(float(mlat[0]), float(mlon[0]))]
     click.echo(json.dumps(out, indent=1))
 
 

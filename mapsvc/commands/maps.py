@@ -24,6 +24,9 @@ def parse_origin(ctx, param, value):
 
 origin_option = click.option("--origin", callback=parse_origin, metavar="LAT,LON",
                              help="Origin for maps whose points have only local_x/local_y.")
+frame_option = click.option("--frame", default=None, metavar="FRAME[@EPOCH]",
+                             help="Reference frame of the source coordinates: CGCS2000 (default), or e.g. "
+                                  "ITRF2014@2026.9, ITRF2020@2024.0, WGS84@2026.9.")
 level_option = click.option("--level", type=click.IntRange(0, 15), default=13, show_default=True,
                             help="NDS.Live tile level (13 is about 2.4 km x 1.9 km at Beijing).")
 
@@ -35,11 +38,13 @@ from mapsvc.config import store_url  # noqa: E402  (the one place the store is c
 @click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .osm")
 @origin_option
-def build_cmd(input, out, origin):
-    """Build a Lanelet2 map from INPUT (.osm, .gpkg, .geojson)."""
+@frame_option
+def build_cmd(input, out, origin, frame):
+    """Build a Lanelet2 map from INPUT (.osm, .gpkg, .geojson); a source in another --frame is brought into
+    CGCS2000, the frame of maps in China."""
     from lanelets import build
 
-    summary = build(input, out, origin)
+    summary = build(input, out, origin, frame=frame)
     click.echo(json.dumps(summary, indent=1, ensure_ascii=False))
 
 
@@ -72,16 +77,19 @@ def tile_cmd(map_path, out, level, origin):
               help="Desensitisation rules YAML (default: the shipped rule set).")
 @click.option("--raster", "rasters", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Raster layer (named after the file): desensitised, stored per tile as COGs (repeatable).")
-def publish_cmd(map_path, release, level, origin, restricted_areas, profile, offset_provider, rules, rasters):
+@frame_option
+def publish_cmd(map_path, release, level, origin, restricted_areas, profile, offset_provider, rules, rasters, frame):
     """Desensitise MAP.osm, tile it and store it as an immutable release."""
     from mapsvc.pipeline import publish
     from tiles.store import desensitisation_of
 
     manifest = publish(map_path, release, store_url(), level, origin, restricted_areas=restricted_areas,
-                       profile=profile, offset_provider=offset_provider, rules=rules, rasters=rasters)
+                       profile=profile, offset_provider=offset_provider, rules=rules, rasters=rasters,
+                       frame=frame)
     d = desensitisation_of(manifest)
     click.echo(f"published {release}: {len(manifest['tiles'])} tiles at level {level}; "
-               f"offset {d['offset']['name']} (certified: {'yes' if d['certified'] else 'no'}), profile {d['profile']}")
+               f"offset {d['offset']['name']} (certified: {'yes' if d['certified'] else 'no'}), profile {d['profile']}; "
+               f"frame {manifest['frame']['horizontal']}@{manifest['frame']['epoch']}")
     if d.get("notice"):
         click.echo(f"notice: {d['notice']}")
 

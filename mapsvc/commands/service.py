@@ -52,7 +52,10 @@ def _raise_nofile() -> None:
 @click.option("--node-id", default="", help="This node's name in a cluster (MAPSVC_BUS): shown in /v1/stations "
               "as the node holding each client.")
 @click.option("-v", "--verbose", is_flag=True, help="Log connections and station changes.")
-def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, verbose):
+@click.option("--service-frame", default=None, metavar="FRAME[@EPOCH]",
+              help="Frame of every 1005/1006 served (default: ITRF2014 at the current epoch); stations "
+                   "registered in another frame are transformed.")
+def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, verbose, service_frame):
     """Run the NTRIP caster (and the HTTP API when available).
 
     With MAPSVC_BUS=redis://... the node publishes every frame it takes from a station to the bus and fans
@@ -76,7 +79,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, ver
     asyncio.set_event_loop_policy(new_event_loop_policy())
 
     async def main():
-        caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host),
+        caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host, frame=service_frame or ""),
                         down_after=down_after, max_backlog=max_backlog,
                         status_path=state / status_file, bus=bus, node_id=node_id)
         await caster.start()

@@ -118,6 +118,7 @@ def test_whoami_and_console_releases(get, store, api_home):
     for name, r in rel.items():
         assert r["signature"]["verified"] is True, r["signature"]
         assert r["offset_provider"] == desensitisation_of(store.manifest(name))["offset"]["name"]
+        assert r["frame"] == "CGCS2000@2000"  # the signed frame declaration, as a label
         assert r["tiles"] == len(store.manifest(name)["tiles"])
         try:
             rep = json.loads(store.attachment(name, "report.json"))

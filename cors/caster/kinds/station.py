@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cors import ntrip
+from cors.arp import is_arp, reencode_arp
 from cors.caster.mountpoints import Mountpoint, kind
 from cors.monitor import RtcmFramer
 from cors.stations import Station
@@ -15,9 +16,6 @@ from cors.stations import Station
 if TYPE_CHECKING:  # pragma: no cover
     from cors.caster.connection import Connection
     from cors.caster.core import Caster
-
-ARP_TYPES = (1005, 1006)
-
 
 @kind("station")
 class StationMount(Mountpoint):
@@ -42,6 +40,8 @@ class StationMount(Mountpoint):
         self.ecef = np.array(station.ecef, dtype=float)
         self.bus_framer = RtcmFramer()  # frames from the bus arrive whole; it only splits them
         self.pulling = False           # this node runs the station's pull source (on the bus: holds its lease)
+        # the ARP as served: in the caster's service frame (1005/1006 from the station are re-encoded)
+        self.arp_ecef, self.reframe = caster.service_frame.arp_of(station)
 
     @property
     def sid(self) -> str:
@@ -80,6 +80,8 @@ class StationMount(Mountpoint):
             monitor.track(self.sid).bad_frames += framer.bad_frames - bad_before
         if not good:
             return
+        if self.reframe:
+            good = [reencode_arp(f, self.arp_ecef) if is_arp(f) else f for f in good]
         payload = good[0] if len(good) == 1 else b"".join(good)
         bus = self.caster.bus
         if bus is not None:  # the other nodes' clients and the archive get them through the bus
@@ -94,7 +96,7 @@ class StationMount(Mountpoint):
         st = monitor.track(self.sid, self.name)
         st.last_frame = now  # health is up to date before the (deferred) decode
         for f in good:
-            if len(f) > 5 and ((f[3] << 4) | (f[4] >> 4)) in ARP_TYPES:
+            if is_arp(f):
                 self.last_arp = f
         if not self.up:
             self.up = True
