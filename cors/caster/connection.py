@@ -165,6 +165,18 @@ class Connection(asyncio.Protocol):
         self.state = ConnState.CLOSED
         self.transport.close()
 
+    def finish(self, why: str, reason: str = "closed") -> None:
+        """End a client's stream cleanly (the last chunk for NTRIP 2.0), after what is queued."""
+        if self.state is ConnState.CLOSED or self.transport is None:
+            return
+        if self.chunked and self.state is ConnState.CLIENT:
+            self.transport.write(b"0\r\n\r\n")
+        log.info("closing %s on %s: %s", self.peer, self.mount.name if self.mount else "-", why)
+        self.caster.dropped[reason] = self.caster.dropped.get(reason, 0) + 1
+        self.state = ConnState.CLOSED
+        self.caster.forget(self)
+        self.transport.close()
+
     def drop(self, why: str, reason: str = "closed") -> None:
         if self.state is ConnState.CLOSED:
             return

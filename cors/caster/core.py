@@ -16,6 +16,7 @@ from cors import ntrip
 from cors.caster import status as _status
 from cors.caster import upstream
 from cors.caster.auth import ClientAuth
+from cors.caster.budget import IngestLimits
 from cors.caster.connection import Connection, ConnState
 from cors.caster.fanout import FanoutPool
 from cors.caster.kinds.station import StationMount
@@ -49,18 +50,21 @@ class Caster:
     def __init__(self, registry: StationRegistry, tokens, monitor: Monitor | None = None, *,
                  host: str = "127.0.0.1", port: int = 2101, info: CasterInfo | None = None,
                  max_backlog: int = 16384, client_sndbuf: int = 65536, header_timeout: float = 10.0,
-                 down_after: float = 10.0, client_roles=("vehicle",), nearest_hysteresis_m: float = 500.0,
+                 down_after: float = 10.0, stale_after: float = 3.0, client_roles=("vehicle",),
+                 nearest_hysteresis_m: float = 500.0,
                  registry_poll_s: float = 2.0, reconnect_min_s: float = ntrip.RECONNECT_MIN_S,
                  reconnect_max_s: float = ntrip.RECONNECT_MAX_S,
                  rinex_speed: float = 1.0, fanout_threads: int | None = None,
-                 status_path=None, status_every_s: float = 2.0):
+                 status_path=None, status_every_s: float = 2.0, ingest_limits: IngestLimits | None = None):
         self.registry = registry
         self.tokens = tokens
         self.auth = ClientAuth(tokens)
         self.monitor = monitor or Monitor(down_after=down_after)
+        self.stale_after = min(stale_after, self.monitor.down_after)  # silence before new clients are refused
         self.host, self._port = host, port
         self.info = info or CasterInfo(host=host)
         self.max_backlog = max_backlog
+        self.ingest_limits = ingest_limits or IngestLimits()
         self.client_sndbuf = client_sndbuf
         self.header_timeout = header_timeout
         self.client_roles = frozenset(client_roles)
@@ -188,6 +192,7 @@ class Caster:
         self.mounts.pop(m.name, None)
         if m.task:
             m.task.cancel()
+        m.stop_ingest()
         for c in list(m.clients):
             c.drop("station removed from the registry")
         if m.source is not None:
@@ -208,6 +213,7 @@ class Caster:
         log.warning("station %s (%s) down: silent for %.0f s", mount.sid, mount.name, self.monitor.down_after)
         for mp in self.virtual.values():
             mp.station_down(mount)
+        mount.silenced()
 
     # -- dispatch ----------------------------------------------------------------------------------
     def count_request(self, status: int) -> None:
@@ -325,7 +331,7 @@ class Caster:
                 return
             old.drop("replaced by a new source connection")
         self.count_request(200)
-        mount.source = conn
+        mount.attach_source(conn)
         conn.mount = mount
         conn.state = ConnState.SOURCE
         transfer = req.headers.get("transfer-encoding", "").lower()
