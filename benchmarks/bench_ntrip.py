@@ -312,7 +312,8 @@ def _ours(sizes, work: Path) -> list[dict]:
     port = free_port()
     exe = Path(sys.executable).with_name("mapsvc")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from mapsvc.cli import main; main()"]
-    server = subprocess.Popen(cmd + ["serve", "--no-http", "--ntrip-port", str(port)], env=env, cwd=ROOT,
+    server = subprocess.Popen(cmd + ["serve", "--no-http", "--ntrip-port", str(port),
+                                                "--max-streams-per-token", "0"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     rows = []
     feeder = None

@@ -140,7 +140,7 @@ def parse_request(head: bytes) -> Request:
 
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 503: "Service Unavailable"}
 
 
@@ -332,8 +332,11 @@ class GGA:
     quality: int
 
 
+GGA_HEIGHT_M = (-1000.0, 50000.0)  # ellipsoidal heights a rover can have (Dead Sea .. stratosphere)
+
+
 def parse_gga(line: bytes) -> GGA | None:
-    """A position from one NMEA GGA sentence (checksum verified by pynmeagps), or None."""
+    """A position from one NMEA GGA sentence (checksum verified by pynmeagps, range checked), or None."""
     line = line.strip()
     if not line.startswith(b"$") or line[3:6] != b"GGA":
         return None
@@ -347,9 +350,13 @@ def parse_gga(line: bytes) -> GGA | None:
     alt = getattr(msg, "alt", 0.0) or 0.0
     sep = getattr(msg, "sep", 0.0) or 0.0
     try:
-        return GGA(float(lat), float(lon), float(alt) + float(sep), int(getattr(msg, "quality", 0) or 0))
-    except (TypeError, ValueError):
+        gga = GGA(float(lat), float(lon), float(alt) + float(sep), int(getattr(msg, "quality", 0) or 0))
+    except (TypeError, ValueError, OverflowError):
         return None
+    # NaN fails every comparison: only a position on (or near) the Earth passes
+    if not (abs(gga.lat) <= 90.0 and abs(gga.lon) <= 180.0 and GGA_HEIGHT_M[0] <= gga.height <= GGA_HEIGHT_M[1]):
+        return None
+    return gga
 
 
 def make_gga(lat: float, lon: float, height: float = 0.0, quality: int = 1) -> bytes:

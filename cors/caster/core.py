@@ -19,6 +19,7 @@ from cors.caster.auth import ClientAuth
 from cors.caster.budget import IngestLimits
 from cors.caster.connection import Connection, ConnState
 from cors.caster.fanout import FanoutPool
+from cors.caster.limits import AuthThrottle, StreamCounter, peer_address
 from cors.caster.kinds.station import StationMount
 from cors.caster.mountpoints import Mountpoint, load_kinds
 from cors.errors import CorsError
@@ -55,7 +56,10 @@ class Caster:
                  registry_poll_s: float = 2.0, reconnect_min_s: float = ntrip.RECONNECT_MIN_S,
                  reconnect_max_s: float = ntrip.RECONNECT_MAX_S,
                  rinex_speed: float = 1.0, fanout_threads: int | None = None,
-                 status_path=None, status_every_s: float = 2.0, ingest_limits: IngestLimits | None = None):
+                 status_path=None, status_every_s: float = 2.0, ingest_limits: IngestLimits | None = None,
+                 max_streams_per_token: int = 16, auth_free_failures: int = 5, auth_backoff_s: float = 1.0,
+                 auth_backoff_max_s: float = 300.0, gga_min_interval_s: float = 1.0,
+                 nearest_min_dwell_s: float = 30.0):
         self.registry = registry
         self.tokens = tokens
         self.auth = ClientAuth(tokens)
@@ -69,6 +73,10 @@ class Caster:
         self.header_timeout = header_timeout
         self.client_roles = frozenset(client_roles)
         self.nearest_hysteresis_m = nearest_hysteresis_m
+        self.nearest_min_dwell_s = nearest_min_dwell_s  # a client keeps a healthy base this long
+        self.gga_min_interval_s = gga_min_interval_s    # GGA lines closer than this are ignored
+        self.streams = StreamCounter(max_streams_per_token)
+        self.auth_throttle = AuthThrottle(auth_free_failures, auth_backoff_s, auth_backoff_max_s)
         self.registry_poll_s = registry_poll_s
         self.reconnect_min_s = max(ntrip.RECONNECT_MIN_S, reconnect_min_s)
         self.reconnect_max_s = reconnect_max_s
@@ -243,18 +251,28 @@ class Caster:
             conn.transport.write(ntrip.sourcetable_reply(self.sourcetable(), False))
             conn.close()
             return
+        addr = peer_address(conn)
+        if self.auth_throttle.blocked(addr):
+            conn.fail(429, "too many failed logins: try later")
+            return
         token = self.auth.authenticate(req.user, req.password)
         realm = {"WWW-Authenticate": f'Basic realm="/{mp.name}"'}
         if token is None:
+            if req.user is not None:
+                self.auth_throttle.failed(addr)
             conn.fail(401, "bad or missing credentials", headers=realm)
             return
+        self.auth_throttle.succeeded(addr)
         if token.role not in self.client_roles or not mp.may_use(token):
             if req.ntrip2:
                 conn.fail(403, f"token {token.name!r} may not use mountpoint {name[:100]!r}")
             else:
                 conn.fail(401, f"token {token.name!r} may not use mountpoint {name[:100]!r}", headers=realm)
             return
-        conn.token = token
+        if not self.streams.acquire(token.name):
+            conn.fail(429, f"token {token.name!r} has {self.streams.limit} streams open already")
+            return
+        conn.token, conn.counted = token, True
         conn.chunked = req.ntrip2
         conn.state = ConnState.CLIENT
         conn.mountpoint = mp
@@ -274,6 +292,7 @@ class Caster:
             self.switches += 1
             log.info("client %s moved %s -> %s", conn.peer, old.name, source.name if source else "-")
         conn.mount = source
+        conn.fed_at = self.monitor.clock()
         if source is not None:
             source.add_client(conn)
             if announce and source.last_arp is not None:
@@ -303,6 +322,9 @@ class Caster:
                           headers={"WWW-Authenticate": f'Basic realm="/{mount.name}"'})
                 return
             password = req.password or ""
+        if self.auth_throttle.blocked(peer_address(conn)):
+            conn.fail(429, "too many failed logins: try later")
+            return
         conn.state = ConnState.AUTH
         conn.buf = bytearray(rest)
         station = mount.station
@@ -318,6 +340,7 @@ class Caster:
         except Exception:
             ok = False
         if not ok:
+            self.auth_throttle.failed(peer_address(conn))
             conn.fail(401, "bad source password",
                       headers={"WWW-Authenticate": f'Basic realm="/{mount.name}"'} if req.ntrip2 else None)
             return
@@ -330,6 +353,7 @@ class Caster:
                 conn.fail(409, f"mountpoint {mount.name!r} already has a live source")
                 return
             old.drop("replaced by a new source connection")
+        self.auth_throttle.succeeded(peer_address(conn))
         self.count_request(200)
         mount.attach_source(conn)
         conn.mount = mount
@@ -345,6 +369,9 @@ class Caster:
     def forget(self, conn: Connection) -> None:
         """A connection ended: take it out of its mountpoint, its feed, or its station's source."""
         self.conns.discard(conn)
+        if conn.counted:
+            conn.counted = False
+            self.streams.release(conn.token.name)
         if conn.mountpoint is not None:
             conn.mountpoint.detach(conn)
         m = conn.mount

@@ -49,8 +49,13 @@ def _raise_nofile() -> None:
               help="Seconds of silence before a station is marked down.")
 @click.option("--max-backlog", default=16384, show_default=True, type=int,
               help="Bytes queued for a client before it is dropped as too slow.")
+@click.option("--max-streams-per-token", default=16, show_default=True, type=int,
+              help="NTRIP streams one token may hold open at once (0: no limit).")
+@click.option("--auth-free-failures", default=5, show_default=True, type=int,
+              help="Failed NTRIP logins from one address before it must wait (doubling, up to 300 s).")
 @click.option("-v", "--verbose", is_flag=True, help="Log connections and station changes.")
-def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose):
+def serve(host, port, ntrip_port, no_http, down_after, max_backlog, max_streams_per_token, auth_free_failures,
+          verbose):
     """Run the NTRIP caster (and the HTTP API when available)."""
     from cors.caster import Caster, CasterInfo, new_event_loop_policy
     from cors.stations import StationRegistry
@@ -68,6 +73,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose):
     async def main():
         caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host),
                         down_after=down_after, max_backlog=max_backlog,
+                        max_streams_per_token=max_streams_per_token, auth_free_failures=auth_free_failures,
                         status_path=state / "cors_status.json")
         await caster.start()
         click.echo(f"NTRIP caster on {host}:{caster.port} ({len(caster.mounts)} mountpoints)", err=True)

@@ -181,3 +181,121 @@ def test_silent_station_refuses_new_clients_and_closes_its_own(caster, gmsd_epoc
         assert len(dechunk(body)[0]) > 1000, body[:80]
         assert body.endswith(b"0\r\n\r\n")  # a clean end of the chunked stream
     assert caster.call(lambda: caster.caster.dropped.get("station_down")) == 1
+
+
+# --- GGA, NEAREST flood, per-token limits, auth back-off, v2 errors -------------------------------------
+
+@pytest.mark.parametrize("lat,lon,h", [(95.0, 10.0, 0.0), (10.0, 200.0, 0.0), (10.0, 10.0, 1e308),
+                                       (-91.0, 0.0, 0.0), (10.0, 10.0, -5000.0)])
+def test_gga_out_of_range_is_refused(lat, lon, h):
+    from cors.ntrip import make_gga, parse_gga
+
+    assert parse_gga(make_gga(lat, lon, h)) is None
+    assert parse_gga(make_gga(39.8, 116.4, 30.0)).lat == pytest.approx(39.8)
+
+
+def test_gga_nan_is_refused():
+    from pynmeagps import NMEAMessage
+
+    from cors.ntrip import parse_gga
+
+    line = b"$GPGGA,120000.00,nan,N,11624.00000,E,1,12,0.8,nan,M,0.0,M,,*"
+    cs = 0
+    for b in line[1:-1]:
+        cs ^= b
+    assert parse_gga(line + b"%02X" % cs) is None
+    assert NMEAMessage  # pynmeagps is what parses it
+
+
+def test_gga_flood_switches_at_most_once(tmp_path, gmsd_epochs):
+    from cors.ntrip import make_gga
+    from cors.geodesy import ecef_to_geodetic
+
+    c = CasterThread(tmp_path, down_after=2.0, nearest_min_dwell_s=30.0).start()
+    try:
+        token = c.tokens.create("vehicle", "car1")
+        c.add_station("GMSD", "GMSD7", GMSD_ECEF, password="a")
+        c.add_station("GLOS", "GLO1", TESTGLO_ECEF, password="b")
+        pa = Pusher(c.port, "GMSD7", "a", gmsd_epochs[:20], period=0.05, loop=True)
+        pb = Pusher(c.port, "GLO1", "b", gmsd_epochs[:20], period=0.05, loop=True)
+        pa.start(), pb.start()
+        wait_up(c, "GMSD"), wait_up(c, "GLOS")
+        near_a = make_gga(*ecef_to_geodetic(*GMSD_ECEF))
+        near_b = make_gga(*ecef_to_geodetic(*TESTGLO_ECEF))
+        s = get(c.port, "NEAREST", user="car1", password=token)
+        assert read_head(s)[0] == b"ICY 200 OK"
+        s.sendall(near_a)
+        c.wait(lambda: any(cl.mount is not None for cl in c.caster.nearest_clients), what="assigned")
+        switches = c.call(lambda: c.caster.switches)
+        for _ in range(200):  # a flood alternating between the two bases
+            s.sendall(near_b + near_a)
+        time.sleep(1.5)
+        s.sendall(near_b)
+        time.sleep(0.5)
+        assert c.call(lambda: c.caster.switches) - switches == 0  # dwell time holds a healthy base
+        pa.stop(), pb.stop()
+    finally:
+        c.stop()
+
+
+def test_per_token_stream_limit(tmp_path, gmsd_epochs):
+    c = CasterThread(tmp_path, down_after=2.0, max_streams_per_token=3).start()
+    try:
+        token = c.tokens.create("vehicle", "car1")
+        other = c.tokens.create("vehicle", "car2")
+        c.add_station("GMSD", "GMSD7", GMSD_ECEF, password="a")
+        p = Pusher(c.port, "GMSD7", "a", gmsd_epochs[:20], period=0.05, loop=True)
+        p.start()
+        wait_up(c, "GMSD")
+        socks = [get(c.port, "GMSD7", user="car1", password=token) for _ in range(3)]
+        assert all(read_head(x)[0] == b"ICY 200 OK" for x in socks)
+        fourth = get(c.port, "GMSD7", user="car1", password=token, v2=True)
+        head, _ = read_head(fourth)
+        assert head.startswith(b"HTTP/1.1 429") and b"Ntrip-Version: Ntrip/2.0" in head
+        s2 = get(c.port, "GMSD7", user="car2", password=other)
+        assert read_head(s2)[0] == b"ICY 200 OK"  # another token is not affected
+        socks[0].close()
+        c.wait(lambda: c.caster.streams.open.get("car1") == 2, what="stream released")
+        again = get(c.port, "GMSD7", user="car1", password=token)
+        assert read_head(again)[0] == b"ICY 200 OK"
+        p.stop()
+    finally:
+        c.stop()
+
+
+def test_failed_auth_backs_off(tmp_path):
+    c = CasterThread(tmp_path, down_after=2.0, auth_free_failures=3, auth_backoff_s=30.0).start()
+    try:
+        c.add_station("GMSD", "GMSD7", GMSD_ECEF, password="right")
+        answers = []
+        for i in range(5):
+            s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+            s.sendall(b"SOURCE wrong%d /GMSD7\r\n\r\n" % i)
+            answers.append(read_all(s))
+        assert answers[:3] == [b"ERROR - Bad Password\r\n"] * 3
+        assert all(b"too many failed logins" in a for a in answers[3:])
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+        s.sendall(b"SOURCE right /GMSD7\r\n\r\n")
+        assert b"too many failed logins" in read_all(s)  # even the right one waits: no oracle
+        assert c.call(lambda: c.caster.auth_throttle.refused) >= 3
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /GMSD7 HTTP/1.1\r\nNtrip-Version: Ntrip/2.0\r\nbad header line\r\n\r\n",
+    b"GET GMSD7 HTTP/1.1\r\nNtrip-Version: Ntrip/2.0\r\n\r\n",
+    b"GET /GMSD7 HTTP/1.1\r\nNtrip-Version: Ntrip/2.0\r\nAuthorization: Basic !!!\r\n\r\n",
+])
+def test_v2_parse_errors_are_v2_shaped(caster, head):
+    s = socket.create_connection(("127.0.0.1", caster.port), timeout=5)
+    s.sendall(head)
+    reply = read_all(s)
+    assert reply.startswith(b"HTTP/1.1 400") and b"\r\nNtrip-Version: Ntrip/2.0\r\n" in reply
+
+
+def test_v1_parse_errors_stay_v1(caster):
+    s = socket.create_connection(("127.0.0.1", caster.port), timeout=5)
+    s.sendall(b"GET GMSD7 HTTP/1.0\r\n\r\n")
+    reply = read_all(s)
+    assert reply.startswith(b"HTTP/1.0 400") and b"Ntrip-Version" not in reply
