@@ -10,7 +10,7 @@ import pytest
 from cors.monitor import Monitor, RtcmFramer
 from cors.ntrip import crc24q
 from tests.cors.ntrip_helpers import (
-    GMSD7, GMSD_ECEF, TESTGLO_ECEF, CasterThread, Pusher, dechunk, epochs_of, get, read_all, read_head,
+    GMSD7, GMSD_ECEF, TESTGLO_ECEF, CasterThread, Pusher, basic, dechunk, epochs_of, get, read_all, read_head,
 )
 
 pytestmark = pytest.mark.shared_data
@@ -299,3 +299,59 @@ def test_v1_parse_errors_stay_v1(caster):
     s.sendall(b"GET GMSD7 HTTP/1.0\r\n\r\n")
     reply = read_all(s)
     assert reply.startswith(b"HTTP/1.0 400") and b"Ntrip-Version" not in reply
+
+
+@pytest.mark.slow
+def test_chaos_station_restart_junk_flood_and_slow_sockets(tmp_path, gmsd_epochs):
+    """A station replay and its clients while the station restarts, another source floods junk and
+    slow sockets hang around: every client gets every frame, byte for byte, with bounded latency."""
+    c = CasterThread(tmp_path, down_after=3.0, stale_after=0.5, header_timeout=2.0).start()
+    stop = threading.Event()
+    slow = []
+    try:
+        token = c.tokens.create("vehicle", "fleet")
+        c.add_station("GMSD", "GMSD7", GMSD_ECEF, password="src-pw")
+        c.add_station("EVIL", "EVIL0", TESTGLO_ECEF, password="evil-pw")
+        p1 = Pusher(c.port, "GMSD7", "src-pw", gmsd_epochs[:60], period=0.05, loop=True)
+        p1.start()
+        wait_up(c, "GMSD")
+        rovers = []
+        for i in range(6):
+            s = get(c.port, "GMSD7", user="fleet", password=token, v2=False)
+            head, rest = read_head(s)
+            assert head == b"ICY 200 OK"
+            rovers.append(Receiver(s, rest))
+        for r in rovers:
+            r.start()
+        auth = basic("fleet", token)
+        for i in range(20):  # slowloris heads, and clients that never read
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", c.port))
+            s.sendall(b"GET /GMSD7 HTTP/1.1\r\nNtrip-Version: Ntrip/2.0\r\n" if i % 2 else
+                      f"GET /GMSD7 HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n".encode())
+            slow.append(s)
+        flood = threading.Thread(target=hostile_source, args=(c.port, "EVIL0", "evil-pw", 4.0, stop), daemon=True)
+        flood.start()
+        time.sleep(1.5)
+        p1.stop()  # the station dies ...
+        time.sleep(0.5)
+        p2 = Pusher(c.port, "GMSD7", "src-pw", gmsd_epochs[60:120], period=0.05, loop=True)
+        p2.start()  # ... and comes back within down_after: its clients stay
+        time.sleep(2.5)
+        p2.stop()
+        flood.join(10)
+        time.sleep(0.5)
+        for r in rovers:
+            r.stop_event.set()
+            r.join(2)
+        sent = p1.sent + p2.sent
+        for r in rovers:
+            lat = r.latencies(sent)  # asserts nothing lost or corrupted across the restart
+            assert len(lat) > 60 and max(lat) < 0.3, f"worst latency {max(lat):.3f} s"
+        assert c.call(lambda: c.caster.requests.get(408, 0)) >= 10  # the slowloris heads were closed
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+        c.stop()
