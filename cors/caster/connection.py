@@ -35,7 +35,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = ("caster", "transport", "peer", "state", "buf", "req", "chunked", "mount", "mountpoint",
                  "token", "position", "ecef", "dechunk", "timer", "connected_at", "fd", "counted", "gga_at",
-                 "fed_at", "claims_v2")
+                 "fed_at", "left", "claims_v2")
 
     def __init__(self, caster: "Caster"):
         self.caster = caster
@@ -57,6 +57,7 @@ class Connection(asyncio.Protocol):
         self.counted = False     # holds one of its token's streams
         self.gga_at = -1e18      # when its last GGA was taken
         self.fed_at = 0.0        # when it last got a base (NEAREST's dwell time)
+        self.left = None         # the base it had before
         self.claims_v2 = False   # the head, even unparseable, says Ntrip-Version: Ntrip/2.0
 
     @property

@@ -291,7 +291,7 @@ class Caster:
             old.remove_client(conn)
             self.switches += 1
             log.info("client %s moved %s -> %s", conn.peer, old.name, source.name if source else "-")
-        conn.mount = source
+        conn.mount, conn.left = source, old
         conn.fed_at = self.monitor.clock()
         if source is not None:
             source.add_client(conn)

@@ -232,7 +232,8 @@ def test_gga_flood_switches_at_most_once(tmp_path, gmsd_epochs):
         time.sleep(1.5)
         s.sendall(near_b)
         time.sleep(0.5)
-        assert c.call(lambda: c.caster.switches) - switches == 0  # dwell time holds a healthy base
+        # one move to the other base, then no way back within the dwell time
+        assert c.call(lambda: c.caster.switches) - switches <= 1
         pa.stop(), pb.stop()
     finally:
         c.stop()
