@@ -11,7 +11,7 @@ export MAPSVC_HOME
 APT_PACKAGES := libgdal-dev gdal-bin rtklib python3-dev build-essential nginx wrk fonts-wqy-zenhei time
 STAMP := $(VENV)/.installed
 
-.PHONY: setup apt venv demo test bench clean
+.PHONY: setup apt venv demo test fuzz bench clean
 
 setup: apt $(STAMP)
 
@@ -39,6 +39,10 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# The property-based fuzzers (pytest -m fuzz) with many more examples than `make test` gives them.
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/python -m pytest -q -p no:cacheprovider -m fuzz
 
 bench: setup
 	$(VENV)/bin/python -m benchmarks

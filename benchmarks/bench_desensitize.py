@@ -73,9 +73,8 @@ def _largest_map() -> Path | None:
 
 def _move_to_beijing(src: Path, dst: Path) -> None:
     """The map shifted rigidly (in local metres) so its first point is at 39.8N 116.4E."""
-    from lxml import etree
-
-    from lanelets.osm import read_osm
+    from lanelets.elements import edit_element
+    from lanelets.osm import osm_document, read_osm
     from lanelets.projection import local_to_lonlat, lonlat_to_local
 
     m = read_osm(src)
@@ -83,14 +82,9 @@ def _move_to_beijing(src: Path, dst: Path) -> None:
     ok = int(np.flatnonzero(~np.isnan(lat))[0])
     x, y = lonlat_to_local(lon, lat, lat[ok], lon[ok])
     nlon, nlat = local_to_lonlat(x, y, *BEIJING)
-    parts = [b'<?xml version="1.0" encoding="UTF-8"?>\n', m.root_open, b"\n"] + [e + b"\n" for e in m.extras]
-    for i, raw in enumerate(m.node_xml):
-        el = etree.fromstring(raw)
-        el.set("lat", repr(float(nlat[i])))
-        el.set("lon", repr(float(nlon[i])))
-        parts.append(etree.tostring(el) + b"\n")
-    parts += [x + b"\n" for x in m.way_xml] + [x + b"\n" for x in m.rel_xml] + [b"</osm>\n"]
-    dst.write_bytes(b"".join(parts))
+    nodes = [edit_element(raw, attrs={"lat": repr(float(nlat[i])), "lon": repr(float(nlon[i]))})
+             for i, raw in enumerate(m.node_xml)]
+    dst.write_bytes(osm_document(m.root_open, m.extras, nodes, m.way_xml, m.rel_xml))
 
 
 CHILD = """

@@ -7,25 +7,25 @@ from the source, i.e. from the unshifted geometry (regulations.md §4.3: the off
 Metric copies of positions (``local_x``/``local_y``/``mgrs_code``...) are dropped.
 
 Rule checks run on one flat table of every tag of every element (numpy object arrays), so each rule is a
-handful of vectorised comparisons whatever the map size; the XML of changed elements is rewritten with lxml.
+handful of vectorised comparisons whatever the map size; the XML of changed elements is rewritten by
+:func:`lanelets.elements.edit_element` (XML is parsed only in ``lanelets/``).
 """
 from __future__ import annotations
 
 import re
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import shapely
-from lxml import etree
 
 from desensitize.audit import Audit
 from desensitize.errors import DesensitizeError
+from desensitize.operations import ACTION_OPS, CHECK_OPS, Match, value_match
 from desensitize.provider import OffsetProvider
 from desensitize.rules import CLASSES, RuleSet
-from lanelets.osm import OsmMap, read_osm
+from lanelets.elements import edit_element
+from lanelets.osm import OsmMap, osm_document, read_osm
 
 NODE, LINE, LANELET, AREA, REGELEM, RELATION = range(6)
 _KIND_NAME = ("node", "way", "relation")
@@ -72,15 +72,8 @@ class _Table:
         rc[types == "regulatory_element"] = REGELEM
         cls[self.nn + self.nw:] = rc
         self.cls = cls
-        # Node tags live only in the XML: parse each node once and keep the element for the rewrite.
-        self.node_elems = [etree.fromstring(x) for x in m.node_xml]
         tg, tk, tv = [], [], []
-        for i, el in enumerate(self.node_elems):
-            for t in el.iterfind("tag"):
-                tg.append(i)
-                tk.append(t.get("k"))
-                tv.append(t.get("v"))
-        for base, dicts in ((self.nn, m.way_tags), (self.nn + self.nw, m.rel_tags)):
+        for base, dicts in ((0, m.node_tags), (self.nn, m.way_tags), (self.nn + self.nw, m.rel_tags)):
             for i, tags in enumerate(dicts):
                 for k, v in tags.items():
                     tg.append(base + i)
@@ -110,21 +103,6 @@ def _objarray(items) -> np.ndarray:
     return a
 
 
-def _value_match(values: np.ndarray, spec) -> np.ndarray:
-    if spec == "*":
-        return np.ones(len(values), bool)
-    return np.isin(values, np.array(spec, dtype=object))
-
-
-def _regex_mask(strings: np.ndarray, patterns) -> np.ndarray:
-    """Regex search over the distinct strings only, mapped back (tags repeat a lot)."""
-    if not len(strings):
-        return np.zeros(0, bool)
-    uniq, inv = np.unique(strings.astype(str), return_inverse=True)
-    hit = np.fromiter((any(p.search(u) for p in patterns) for u in uniq), bool, len(uniq))
-    return hit[inv]
-
-
 def _class_mask(rule) -> np.ndarray:
     allowed = np.zeros(len(CLASSES), bool)
     for i, c in enumerate(CLASSES):
@@ -132,34 +110,20 @@ def _class_mask(rule) -> np.ndarray:
     return allowed
 
 
-def match_tags(rule, tg, tk, tv, cls_of_g) -> tuple[np.ndarray, np.ndarray]:
-    """(tag-row mask, element g's passing ``when``) for a tag-based rule over a tag table."""
+def match_tags(rule, tg, tk, tv, cls_of_g) -> np.ndarray:
+    """Tag-row mask for a tag-based rule over a tag table: its registered check, its element classes and its
+    ``when`` condition (tags the same element must also carry)."""
     allowed = _class_mask(rule)[cls_of_g[tg]] if len(tg) else np.zeros(0, bool)
-    op, check = rule.check["op"], rule.check
-    if op == "tag_present":
-        sel = np.isin(tk, np.array(check["keys"], dtype=object))
-    elif op == "tag_match":
-        sel = np.zeros(len(tk), bool)
-        for k, spec in check["tags"].items():
-            key = tk == k
-            if key.any():
-                sel[key] |= _value_match(tv[key], spec)
-    elif op == "text_match":
-        keys = check.get("keys")
-        cand = np.isin(tk, np.array(keys, dtype=object)) if keys else np.ones(len(tk), bool)
-        sel = np.zeros(len(tk), bool)
-        if cand.any():
-            sel[cand] = _regex_mask(tv[cand], rule.patterns) | (
-                _regex_mask(tk[cand], rule.patterns) if not keys else False)
-    else:
-        raise AssertionError(op)
-    sel &= allowed
-    when = check.get("when")
+    op = CHECK_OPS[rule.check["op"]]
+    if op.geometry:
+        raise AssertionError(f"{op.name} is not a tag check")
+    sel = op.func(rule, tk, tv) & allowed
+    when = rule.check.get("when")
     if when and sel.any():
         ok = None
         for k, spec in when.items():
             key = tk == k
-            has = np.unique(tg[key][_value_match(tv[key], spec)])
+            has = np.unique(tg[key][value_match(tv[key], spec)])
             ok = has if ok is None else np.intersect1d(ok, has)
         sel &= np.isin(tg, ok)
     return sel
@@ -284,105 +248,131 @@ def _fmt(values: np.ndarray) -> list[str]:
     return out.tolist()
 
 
+@dataclass
+class Run:
+    """The state of one desensitisation: what the rule operations (:mod:`desensitize.operations`) change."""
+
+    m: OsmMap
+    t: _Table
+    lon: np.ndarray  # true positions; never written to the audit or report
+    lat: np.ndarray
+    restricted: Restricted | None
+    audit: Audit = field(default_factory=Audit)
+    dead: np.ndarray = None
+    del_tags: dict = field(default_factory=lambda: defaultdict(set))
+    add_tags: dict = field(default_factory=lambda: defaultdict(dict))
+    flags: list = field(default_factory=list)
+    blocks: list = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    _geoms: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.dead is None:
+            self.dead = np.zeros(self.t.n, bool)
+
+    @staticmethod
+    def class_mask(rule) -> np.ndarray:
+        return _class_mask(rule)
+
+    def geometries(self) -> np.ndarray:
+        if self._geoms is None:
+            self._geoms = _element_geometries(self.m, self.lon, self.lat, self.t.cls)
+        return self._geoms
+
+
 def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, restricted: Restricted | None = None,
                     origin=None) -> Result:
-    audit = Audit()
-    t = _Table(m)
-    cls = t.cls
-    lon, lat = m.lonlat(origin)  # true positions; never written to the audit or report
+    lon, lat = m.lonlat(origin)
+    run = Run(m, _Table(m), lon, lat, restricted)
+    _apply_rules(run, rules)
+    member_dead, waynode_dead = _cascade(run, rules)
+    _refuse_blocked(run)
+    flag_out = _live_flags(run)
+    off = _offset(run, rules, provider)
+    xml = _rewrite(run, rules, off, member_dead, waynode_dead)
+    # Re-read what was written: the lossless model of the output, and a validity check (dangling refs).
+    try:
+        out = read_osm(xml, name=m.source)
+    except Exception as exc:  # a bug here must never publish
+        raise DesensitizeError(f"{m.source}: desensitised map is invalid: {exc}") from None
+    report = _report(run, rules, provider, off, flag_out)
+    return Result(out, xml, report, run.audit, m.node_id[off.kept_rows], off.moved, flag_out)
 
-    dead = np.zeros(t.n, bool)
-    del_tags: dict[int, set] = defaultdict(set)
-    add_tags: dict[int, dict] = defaultdict(dict)
-    flags, blocks = [], []
-    counts: dict[str, int] = {}
-    geoms = None
+
+def _apply_rules(run: Run, rules: RuleSet) -> None:
+    """Each rule's registered check, then its registered action (on the true, unshifted map)."""
+    t = run.t
     for rule in rules.rules:
-        op, aop = rule.check["op"], rule.action["op"]
-        if op == "intersects":
-            if restricted is None or not len(restricted.polygons):
+        check = CHECK_OPS[rule.check["op"]]
+        if check.geometry:
+            match = check.func(rule, run)
+            if match is None:
                 continue
-            if geoms is None:
-                geoms = _element_geometries(m, lon, lat, cls)
-            cand = np.flatnonzero(_class_mask(rule)[cls])
-            tree = shapely.STRtree(restricted.polygons)
-            gi, pi = tree.query(geoms[cand], predicate="intersects")
-            hit_g = cand[gi]
-            hit_keys = None
-            by_poly = defaultdict(list)
-            for g, p in zip(hit_g.tolist(), pi.tolist()):
-                by_poly[restricted.labels[p]].append(g)
-            hit_g = np.unique(hit_g)
         else:
-            sel = match_tags(rule, t.tg, t.tk, t.tv, cls)
-            hit_g = np.unique(t.tg[sel])
-            hit_keys = (t.tg[sel], t.tk[sel])
-        if not len(hit_g):
+            sel = match_tags(rule, t.tg, t.tk, t.tv, t.cls)
+            match = Match(np.unique(t.tg[sel]), (t.tg[sel], t.tk[sel]))
+        if not len(match.g):
             continue
-        counts[rule.id] = int(len(hit_g))
-        if aop == "delete_feature":
-            dead[hit_g] = True
-            if op == "intersects":
-                for label, gs in by_poly.items():
-                    gs = np.unique(gs)
-                    audit.record(rule.id, "delete_feature", t, gs, f"intersects restricted area {label}")
-            else:
-                audit.record(rule.id, "delete_feature", t, hit_g, "matched " + _describe_check(rule))
-        elif aop in ("delete_tag", "relativise_round"):
-            keys = rule.action.get("keys")
-            if keys:
-                sel2 = np.isin(t.tg, hit_g) & np.isin(t.tk, np.array(keys, dtype=object))
-                gk = (t.tg[sel2], t.tk[sel2])
-            else:
-                gk = hit_keys
-            if aop == "relativise_round":
-                _relativise(rule, t, gk, del_tags, add_tags, audit)
-            else:
-                per_key = defaultdict(list)
-                for g, k in zip(gk[0].tolist(), gk[1].tolist()):
-                    del_tags[g].add(k)
-                    per_key[k].append(g)
-                for k, gs in sorted(per_key.items()):
-                    audit.record(rule.id, "delete_tag", t, np.array(gs), f"removed tag {k!r}")
-        elif aop == "flag_review":
-            flags.append((rule, hit_g))
-        elif aop == "block_publish":
-            blocks.append((rule, hit_g, hit_keys))
+        run.counts[rule.id] = int(len(match.g))
+        ACTION_OPS[rule.action["op"]].func(run, rule, match)
 
-    direct_dead = dead.copy()
-    dead, member_dead, waynode_dead = _propagate(m, cls, dead, rules.required_roles)
-    cascaded = dead & ~direct_dead
+
+def _cascade(run: Run, rules: RuleSet) -> tuple[np.ndarray, np.ndarray]:
+    """Deletions propagated until the map is valid again, audited as a cascade of the deleting rules."""
+    direct_dead = run.dead.copy()
+    run.dead, member_dead, waynode_dead = _propagate(run.m, run.t.cls, run.dead, rules.required_roles)
+    cascaded = run.dead & ~direct_dead
     if cascaded.any():
-        causes = ",".join(sorted({e["rule"] for e in audit.entries if e["action"] == "delete_feature"}))
-        audit.record(causes or "cascade", "delete_feature", t, np.flatnonzero(cascaded),
-                     "cascade: needed a deleted element, or was used only by deleted elements")
+        causes = ",".join(sorted({e["rule"] for e in run.audit.entries if e["action"] == "delete_feature"}))
+        run.audit.record(causes or "cascade", "delete_feature", run.t, np.flatnonzero(cascaded),
+                         "cascade: needed a deleted element, or was used only by deleted elements")
+    return member_dead, waynode_dead
 
-    # Blocking rules look at what survives (a forbidden name on a deleted feature is gone with it).
-    for rule, hit_g, hit_keys in blocks:
+
+def _refuse_blocked(run: Run) -> None:
+    """Blocking rules look at what survives (a forbidden name on a deleted feature is gone with it)."""
+    t, dead = run.t, run.dead
+    for rule, hit_g, hit_keys in run.blocks:
         alive = []
         pairs = (zip(hit_keys[0].tolist(), hit_keys[1].tolist()) if hit_keys is not None
                  else ((g, None) for g in hit_g.tolist()))  # geometry rules: no tag
         for g, k in pairs:
-            if not dead[g] and k not in del_tags.get(g, ()):
+            if not dead[g] and k not in run.del_tags.get(g, ()):
                 alive.append(g)
         if alive:
             kind, row = t.kind_row(np.array(alive[:1]))
             ident = t.ids(np.array(alive[:1]))[0]
             raise DesensitizeError(
-                f"{m.source}: publication blocked by rule {rule.id} ({rule.description}): "
+                f"{run.m.source}: publication blocked by rule {rule.id} ({rule.description}): "
                 f"{_KIND_NAME[kind[0]]} {ident}" + (f" and {len(set(alive)) - 1} more" if len(set(alive)) > 1 else ""))
-    flag_out = []
-    for rule, hit_g in flags:
-        live = hit_g[~dead[hit_g]]
-        if len(live):
-            audit.record(rule.id, "flag_review", t, live, rule.description)
-            flag_out.append({"rule": rule.id, "elements": int(len(live)), "description": rule.description})
 
-    # -- offset every surviving point ------------------------------------------------------------------
-    nn, nw = t.nn, t.nw
-    keep_node = ~dead[:nn]
+
+def _live_flags(run: Run) -> list[dict]:
+    flag_out = []
+    for rule, hit_g in run.flags:
+        live = hit_g[~run.dead[hit_g]]
+        if len(live):
+            run.audit.record(rule.id, "flag_review", run.t, live, rule.description)
+            flag_out.append({"rule": rule.id, "elements": int(len(live)), "description": rule.description})
+    return flag_out
+
+
+@dataclass
+class _Offset:
+    kept_rows: np.ndarray
+    new_lon: np.ndarray
+    new_lat: np.ndarray
+    moved: np.ndarray
+    copy_sel: np.ndarray
+
+
+def _offset(run: Run, rules: RuleSet, provider: OffsetProvider) -> _Offset:
+    """Every surviving point moved by the provider; metric copies of positions marked for removal."""
+    t, audit, nn = run.t, run.audit, run.t.nn
+    lon, lat = run.lon, run.lat
+    keep_node = ~run.dead[:nn]
     if np.isnan(lon[keep_node]).any():
-        raise DesensitizeError(f"{m.source}: points without a position (local-only map needs --origin)")
+        raise DesensitizeError(f"{run.m.source}: points without a position (local-only map needs --origin)")
     new_lon, new_lat = provider.forward(lon[keep_node], lat[keep_node])
     moved = (new_lon != lon[keep_node]) | (new_lat != lat[keep_node])
     kept_rows = np.flatnonzero(keep_node)
@@ -397,29 +387,26 @@ def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, rest
     for k in sorted(set(t.tk[copy_sel].tolist())):
         gs = np.unique(t.tg[copy_sel & (t.tk == k)])
         audit.record(OFFSET_RULE, "delete_tag", t, gs, f"removed metric copy of position {k!r}")
+    return _Offset(kept_rows, new_lon, new_lat, moved, copy_sel)
 
-    # -- rewrite XML ------------------------------------------------------------------------------------------
-    lat_s, lon_s = _fmt(new_lat), _fmt(new_lon)
-    node_xml = np.empty(len(kept_rows), dtype=object)
-    tostring = etree.tostring
-    for j, r in enumerate(kept_rows.tolist()):
-        el = t.node_elems[r]
-        el.set("lat", lat_s[j])
-        el.set("lon", lon_s[j])
-        drop = copies | del_tags.get(r, set())
-        for tag in el.findall("tag"):
-            if tag.get("k") in drop:
-                el.remove(tag)
-        for k, v in add_tags.get(r, {}).items():
-            etree.SubElement(el, "tag", k=k, v=v)
-        node_xml[j] = tostring(el, with_tail=False)
+
+def _rewrite(run: Run, rules: RuleSet, off: _Offset, member_dead, waynode_dead) -> bytes:
+    """The output document: kept elements with offset positions, removed tags and references; top-level
+    extras holding true coordinates dropped."""
+    m, dead, del_tags, add_tags = run.m, run.dead, run.del_tags, run.add_tags
+    nn, nw = run.t.nn, run.t.nw
+    copies = set(rules.position_copies)
+    lat_s, lon_s = _fmt(off.new_lat), _fmt(off.new_lon)
+    node_xml = np.empty(len(off.kept_rows), dtype=object)
+    for j, r in enumerate(off.kept_rows.tolist()):
+        node_xml[j] = edit_element(m.node_xml[r], attrs={"lat": lat_s[j], "lon": lon_s[j]},
+                                   drop_tags=copies | del_tags.get(r, set()), add_tags=add_tags.get(r))
 
     pos_way = m.way_of_position()
     way_changed = np.zeros(nw, bool)
     way_changed[pos_way[waynode_dead]] = True
-    dead_node_ids = {str(i) for i in m.node_id[dead[:nn]].tolist()}
     dead_ids = {
-        "node": dead_node_ids,
+        "node": {str(i) for i in m.node_id[dead[:nn]].tolist()},
         "way": {str(i) for i in m.way_id[dead[nn:nn + nw]].tolist()},
         "relation": {str(i) for i in m.rel_id[dead[nn + nw:]].tolist()},
     }
@@ -428,12 +415,8 @@ def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, rest
         g = nn + w
         if not way_changed[w] and g not in del_tags and g not in add_tags:
             continue
-        el = etree.fromstring(way_xml[w])
-        for nd in el.findall("nd"):
-            if nd.get("ref") in dead_node_ids:
-                el.remove(nd)
-        _edit_tags(el, del_tags.get(g, ()), add_tags.get(g, {}))
-        way_xml[w] = tostring(el, with_tail=False)
+        way_xml[w] = edit_element(way_xml[w], drop_refs=dead_ids, drop_tags=del_tags.get(g, ()),
+                                  add_tags=add_tags.get(g))
     owner = m.relation_of_member()
     rel_changed = np.zeros(m.n_relations, bool)
     rel_changed[owner[member_dead]] = True
@@ -442,93 +425,34 @@ def desensitize_map(m: OsmMap, rules: RuleSet, provider: OffsetProvider, *, rest
         g = nn + nw + r
         if not rel_changed[r] and g not in del_tags and g not in add_tags:
             continue
-        el = etree.fromstring(rel_xml[r])
-        for mem in el.findall("member"):
-            if mem.get("ref") in dead_ids.get(mem.get("type"), ()):
-                el.remove(mem)
-        _edit_tags(el, del_tags.get(g, ()), add_tags.get(g, {}))
-        rel_xml[r] = tostring(el, with_tail=False)
+        rel_xml[r] = edit_element(rel_xml[r], drop_refs=dead_ids, drop_tags=del_tags.get(g, ()),
+                                  add_tags=add_tags.get(g))
 
     extras = []
     for x in m.extras:
         head = x[: x.find(b">") + 1]
         if _POSITION_EXTRA.search(head):
-            audit.note(OFFSET_RULE, "delete_element", f"dropped <{head[1:].split()[0].decode(errors='replace')}> "
-                                                      "(it holds true coordinates)")
+            run.audit.note(OFFSET_RULE, "delete_element",
+                           f"dropped <{head[1:].split()[0].decode(errors='replace')}> (it holds true coordinates)")
         else:
             extras.append(x)
+    return osm_document(m.root_open, extras, node_xml, way_xml[~dead[nn:nn + nw]], rel_xml[~dead[nn + nw:]])
 
-    buf = [b'<?xml version="1.0" encoding="UTF-8"?>\n', m.root_open, b"\n"]
-    buf += [b"  " + x + b"\n" for x in extras]
-    for arr in (node_xml, way_xml[~dead[nn:nn + nw]], rel_xml[~dead[nn + nw:]]):
-        if len(arr):
-            buf.append(b"  " + b"\n  ".join(arr.tolist()) + b"\n")
-    buf.append(b"</osm>\n")
-    xml = b"".join(buf)
 
-    # Re-read what was written: the lossless model of the output, and a validity check (dangling refs).
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "desensitised.osm"
-        p.write_bytes(xml)
-        try:
-            out = read_osm(p)
-        except Exception as exc:  # a bug here must never publish
-            raise DesensitizeError(f"{m.source}: desensitised map is invalid: {exc}") from None
-    out.source = m.source
-
+def _report(run: Run, rules: RuleSet, provider: OffsetProvider, off: _Offset, flag_out: list) -> dict:
+    t, dead, nn, nw = run.t, run.dead, run.t.nn, run.t.nw
     removed = {name: int(dead[sl].sum()) for name, sl in
                (("points", slice(0, nn)), ("line_strings", slice(nn, nn + nw)), ("relations", slice(nn + nw, t.n)))}
-    report = {
-        "offset": {**provider.describe(), "points_moved": int(moved.sum()),
-                   "points_outside_region": int((~moved).sum())},
+    return {
+        "offset": {**provider.describe(), "points_moved": int(off.moved.sum()),
+                   "points_outside_region": int((~off.moved).sum())},
         "rules": rules.describe(),
-        "matches": counts,
+        "matches": run.counts,
         "removed": removed,
-        "removed_lanelets": int((dead[nn + nw:] & (cls[nn + nw:] == LANELET)).sum()),
+        "removed_lanelets": int((dead[nn + nw:] & (t.cls[nn + nw:] == LANELET)).sum()),
         "flagged_for_review": flag_out,
-        "restricted_areas": ({"polygons": int(len(restricted.polygons))} if restricted is not None else None),
-        "position_copies_dropped": sorted(set(t.tk[copy_sel].tolist())),
+        "restricted_areas": ({"polygons": int(len(run.restricted.polygons))} if run.restricted is not None
+                             else None),
+        "position_copies_dropped": sorted(set(t.tk[off.copy_sel].tolist())),
         "metric_attributes": "kept from the source (unshifted) geometry; never recomputed after offset",
     }
-    return Result(out, xml, report, audit, m.node_id[kept_rows], moved, flag_out)
-
-
-def _edit_tags(el, drop, add: dict):
-    for tag in el.findall("tag"):
-        if tag.get("k") in drop:
-            el.remove(tag)
-    for k, v in add.items():
-        etree.SubElement(el, "tag", k=k, v=v)
-
-
-def _describe_check(rule) -> str:
-    c = rule.check
-    if c["op"] == "tag_present":
-        return "tag " + "/".join(c["keys"])
-    if c["op"] == "tag_match":
-        return "tags " + ", ".join(f"{k}={'*' if v == '*' else '|'.join(v)}" for k, v in c["tags"].items())
-    return c["op"]
-
-
-def _relativise(rule, t: _Table, gk, del_tags, add_tags, audit: Audit):
-    """Absolute elevation -> height above the map's lowest point, rounded to ``step_m`` (the absolute datum
-    is removed; values that are not numbers are simply removed)."""
-    step = float(rule.action.get("step_m", 0.5))
-    key_out = rule.action.get("key", "ele_rel")
-    gs, ks = gk
-    vals = np.full(len(gs), np.nan)
-    vtab = dict(zip(zip(t.tg.tolist(), t.tk.tolist()), t.tv.tolist()))
-    for i, (g, k) in enumerate(zip(gs.tolist(), ks.tolist())):
-        try:
-            vals[i] = float(vtab[(g, k)])
-        except (TypeError, ValueError):
-            pass
-    ok = np.isfinite(vals)
-    base = np.nanmin(vals) if ok.any() else 0.0
-    rel = np.round((vals - base) / step) * step
-    for i, (g, k) in enumerate(zip(gs.tolist(), ks.tolist())):
-        del_tags[g].add(k)
-        if ok[i]:
-            add_tags[g][key_out] = np.format_float_positional(rel[i], trim="-")
-    audit.record(rule.id, "relativise_round", t, np.unique(gs),
-                 f"absolute elevation replaced by {key_out!r} (relative to the map minimum, step {step} m)")

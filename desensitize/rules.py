@@ -1,7 +1,7 @@
 """The desensitisation rule set: YAML data, validated when loaded (a bad file is a one-line error).
 
-Checks and actions are looked up in the registries below by their ``op`` name, so a new rule is a new YAML
-entry; a new *kind* of check or action is one function registered here.
+Checks and actions are looked up in the registries of :mod:`desensitize.operations` by their ``op`` name, so a
+new rule is a new YAML entry; a new *kind* of check or action is one function registered there.
 """
 from __future__ import annotations
 
@@ -13,27 +13,12 @@ from pathlib import Path
 import yaml
 
 from desensitize.errors import DesensitizeError
+from desensitize.operations import ACTION_OPS, CHECK_OPS
 
 DEFAULT_RULES = Path(__file__).resolve().parent / "rules" / "default.yaml"
 CLASSES = ("node", "line_string", "lanelet", "area", "regulatory_element", "relation")
 SEVERITIES = ("A", "B", "C", "D")
-# op -> required and optional parameters
-CHECK_OPS = {
-    "tag_present": ({"keys"}, {"when"}),
-    "tag_match": ({"tags"}, {"when"}),
-    "text_match": ({"patterns"}, {"keys", "when"}),
-    "intersects": ({"layer"}, set()),
-}
-ACTION_OPS = {
-    "delete_feature": (set(), set()),
-    "delete_tag": (set(), {"keys"}),
-    "relativise_round": (set(), {"step_m", "key"}),
-    "flag_review": (set(), set()),
-    "block_publish": (set(), set()),
-}
 LAYERS = ("restricted_areas",)
-# Actions whose result must be absent from the published tiles (the final scan checks these rules).
-REMOVING = ("delete_feature", "delete_tag", "relativise_round", "block_publish")
 
 
 @dataclass
@@ -49,7 +34,8 @@ class Rule:
 
     @property
     def removing(self) -> bool:
-        return self.action["op"] in REMOVING
+        """Its result must be absent from the published tiles (the final scan checks these rules)."""
+        return ACTION_OPS[self.action["op"]].removing
 
     def applies_to(self, cls: str) -> bool:
         return "any" in self.on or cls in self.on
@@ -92,7 +78,7 @@ def _op(path, where, spec, ops, what):
     op = spec["op"]
     if op not in ops:
         _fail(path, where, f"unknown {what} op {op!r} (known: {', '.join(ops)})")
-    required, optional = ops[op]
+    required, optional = ops[op].required, ops[op].optional
     params = set(spec) - {"op"}
     if required - params:
         _fail(path, where, f"{what} {op!r} needs {', '.join(sorted(required - params))}")

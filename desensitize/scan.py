@@ -7,46 +7,51 @@ areas. Any finding stops publication.
 """
 from __future__ import annotations
 
-import gzip
-
 import numpy as np
 import shapely
-from lxml import etree
 
 from desensitize.engine import AREA, LANELET, LINE, NODE, REGELEM, RELATION, Restricted, match_tags
 from desensitize.errors import DesensitizeError
+from desensitize.operations import CHECK_OPS
 from desensitize.rules import RuleSet
+from lanelets.errors import MapError
+from lanelets.osm import read_osm
 
 _REL_CLASS = {"lanelet": LANELET, "multipolygon": AREA, "regulatory_element": REGELEM}
 
 
-def _parse_tiles(tiles):
-    """Unique elements over all tiles: per element (kind, id) its class, tags, coords and way refs."""
+def _parse_tiles(tiles, findings: list[str]):
+    """Unique elements over all tiles: per element (kind, id) its class, tags, coords and way refs. Tiles are
+    read by the project's one hardened reader; a tile it refuses is a finding (it cannot be checked)."""
     seen = {}
     node_pos = {}
     way_refs = {}
     where = {}
     for tile in tiles:
-        root = etree.fromstring(gzip.decompress(tile.data), etree.XMLParser(resolve_entities=False,
-                                                                             no_network=True))
-        for el in root:
-            tag = el.tag
-            if tag not in ("node", "way", "relation"):
-                continue
-            key = (tag, el.get("id"))
-            if key in seen:
-                continue
-            tags = {t.get("k"): t.get("v") for t in el.iterfind("tag")}
-            if tag == "node":
-                cls = NODE
-                node_pos[el.get("id")] = (el.get("lon"), el.get("lat"))
-            elif tag == "way":
-                cls = LINE
-                way_refs[el.get("id")] = [nd.get("ref") for nd in el.iterfind("nd")]
-            else:
-                cls = _REL_CLASS.get(tags.get("type", ""), RELATION)
-            seen[key] = (cls, tags)
-            where[key] = tile.id
+        try:
+            m = read_osm(tile.data, name=f"tile {tile.id}", validate=False)
+        except MapError as exc:
+            findings.append(f"unreadable: {exc}")
+            continue
+        ids = {"node": m.node_id.astype(str).tolist(), "way": m.way_id.astype(str).tolist(),
+               "relation": m.rel_id.astype(str).tolist()}
+        lon, lat = m.node_lon.tolist(), m.node_lat.tolist()
+        for kind, tags_of in (("node", m.node_tags), ("way", m.way_tags), ("relation", m.rel_tags)):
+            for row, (eid, tags) in enumerate(zip(ids[kind], tags_of)):
+                key = (kind, eid)
+                if key in seen:
+                    continue
+                if kind == "node":
+                    cls = NODE
+                    node_pos[eid] = (lon[row], lat[row])
+                elif kind == "way":
+                    cls = LINE
+                    refs = m.way_nodes[m.way_ptr[row]:m.way_ptr[row + 1]]
+                    way_refs[eid] = [ids["node"][r] for r in refs.tolist() if r >= 0]
+                else:
+                    cls = _REL_CLASS.get(tags.get("type", ""), RELATION)
+                seen[key] = (cls, tags)
+                where[key] = tile.id
     return seen, node_pos, way_refs, where
 
 
@@ -60,7 +65,8 @@ def _num(v) -> float:
 def scan_tiles(tiles, rules: RuleSet, *, expected_nodes=None, provider=None,
                restricted: Restricted | None = None) -> list[str]:
     """Findings (empty = clean). ``expected_nodes``: (ids, lon, lat) of the offset map."""
-    seen, node_pos, way_refs, where = _parse_tiles(tiles)
+    findings = []
+    seen, node_pos, way_refs, where = _parse_tiles(tiles, findings)
     keys = list(seen)
     cls = np.array([seen[k][0] for k in keys], np.int8)
     tg, tk, tv = [], [], []
@@ -72,7 +78,6 @@ def scan_tiles(tiles, rules: RuleSet, *, expected_nodes=None, provider=None,
     tg = np.array(tg, np.int64)
     tk = np.array(tk, dtype=object)
     tv = np.array(tv, dtype=object)
-    findings = []
 
     def report(what, gs):
         for g in np.unique(gs)[:5].tolist():
@@ -80,7 +85,7 @@ def scan_tiles(tiles, rules: RuleSet, *, expected_nodes=None, provider=None,
             findings.append(f"tile {where[keys[g]]}: {kind} {eid}: {what}")
 
     for rule in rules.rules:
-        if not rule.removing or rule.check["op"] == "intersects":
+        if not rule.removing or CHECK_OPS[rule.check["op"]].geometry:
             continue
         sel = match_tags(rule, tg, tk, tv, cls)
         if sel.any():

@@ -7,6 +7,7 @@ lat/lon) get their x/y from ``local_x``/``local_y`` as Autoware's local projecto
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import tempfile
 from pathlib import Path
 
@@ -28,15 +29,23 @@ def default_origin(m: OsmMap) -> tuple[float, float]:
     return (float(m.node_lat[i]), float(m.node_lon[i]))
 
 
-def load_lanelet2(path_or_map: str | os.PathLike | OsmMap, origin: tuple[float, float] | None = None):
-    """(LaneletMap, projector, errors) for a file or an :class:`OsmMap`."""
-    m = path_or_map if isinstance(path_or_map, OsmMap) else read_osm(path_or_map)
-    origin = origin or default_origin(m)
-    projector = UtmProjector(Origin(*origin))
+@contextmanager
+def lanelet2_path(m: OsmMap):
+    """A file holding ``m`` for Lanelet2's loader, which reads only paths (pugixml ``load_file``): the one
+    place in the project that writes a map to a temporary file to have it read again."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "map.osm"
         path.write_bytes(m.xml_bytes())
-        lmap, errors = lanelet2.io.loadRobust(str(path), projector)
+        yield str(path)
+
+
+def load_lanelet2(path_or_map, origin: tuple[float, float] | None = None):
+    """(LaneletMap, projector, errors) for a path, bytes, a file object or an :class:`OsmMap`."""
+    m = path_or_map if isinstance(path_or_map, OsmMap) else read_osm(path_or_map)
+    origin = origin or default_origin(m)
+    projector = UtmProjector(Origin(*origin))
+    with lanelet2_path(m) as path:
+        lmap, errors = lanelet2.io.loadRobust(path, projector)
     if m.local_only:
         for p in lmap.pointLayer:
             a = p.attributes

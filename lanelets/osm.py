@@ -12,10 +12,14 @@ not to an XML tree. Documents with a DTD are refused: entity expansion ("billion
 """
 from __future__ import annotations
 
+import gzip
 import io
 import os
+import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from lxml import etree
@@ -24,6 +28,8 @@ from lanelets.errors import MapError
 from lanelets.files import write_atomic  # noqa: F401  (re-exported: lanelets.write_atomic)
 
 KINDS = ("node", "way", "relation")
+# Our own serialised elements (never a DTD): still parsed with entities and network off.
+_FRAGMENTS = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 # Regulatory-element subtypes that lanelet2 1.2.3 models; every other subtype is kept verbatim only.
 LANELET2_REGELEM_SUBTYPES = frozenset(
     {"traffic_light", "traffic_sign", "speed_limit", "right_of_way", "all_way_stop"}
@@ -62,6 +68,19 @@ class OsmMap:
     rel_tags: list[dict[str, str]]
     rel_xml: np.ndarray
     info: dict = field(default_factory=dict)
+    _node_tags: list | None = field(default=None, repr=False)
+
+    @property
+    def node_tags(self) -> list[dict[str, str]]:
+        """Tags of each point, parsed on first use in one pass over all points' XML (most jobs, tiling among
+        them, never need them: a dict per point would cost memory on every read)."""
+        if self._node_tags is None or len(self._node_tags) != self.n_nodes:
+            tags, xml = [], self.node_xml.tolist()
+            for i in range(0, len(xml), 20_000):  # chunks: a tree of every point at once would cost GBs
+                root = etree.fromstring(b"<osm>" + b"".join(xml[i:i + 20_000]) + b"</osm>", _FRAGMENTS)
+                tags += [{t.get("k"): t.get("v") for t in el.iterfind("tag")} for el in root]
+            self._node_tags = tags
+        return self._node_tags
 
     # -- sizes and classification -------------------------------------------------------------
     @property
@@ -125,20 +144,9 @@ class OsmMap:
     # -- lossless output ------------------------------------------------------------------------
     def xml_bytes(self, nodes=None, ways=None, relations=None) -> bytes:
         """The OSM document holding the given rows (boolean masks or index arrays; ``None`` = all)."""
-        buf = io.BytesIO()
-        buf.write(b'<?xml version="1.0" encoding="UTF-8"?>\n')
-        buf.write(self.root_open)
-        buf.write(b"\n")
-        for extra in self.extras:
-            buf.write(b"  " + extra + b"\n")
-        for xml, sel in ((self.node_xml, nodes), (self.way_xml, ways), (self.rel_xml, relations)):
-            chosen = xml if sel is None else xml[sel]
-            if len(chosen):
-                buf.write(b"  ")
-                buf.write(b"\n  ".join(chosen.tolist()))
-                buf.write(b"\n")
-        buf.write(b"</osm>\n")
-        return buf.getvalue()
+        return osm_document(self.root_open, self.extras,
+                            *(xml if sel is None else xml[sel] for xml, sel in
+                              ((self.node_xml, nodes), (self.way_xml, ways), (self.rel_xml, relations))))
 
     def write(self, path: str | os.PathLike, **selection) -> None:
         write_atomic(path, self.xml_bytes(**selection))
@@ -192,6 +200,35 @@ class OsmMap:
         return np.repeat(np.arange(self.n_relations), np.diff(self.rel_ptr))
 
 
+def osm_document(root_open: bytes, extras, *elements) -> bytes:
+    """The one OSM writer: declaration, ``<osm ...>``, top-level extras, then each sequence of verbatim
+    elements (nodes, ways, relations), one per line."""
+    buf = [b'<?xml version="1.0" encoding="UTF-8"?>\n', root_open, b"\n"]
+    buf += [b"  " + x + b"\n" for x in extras]
+    for chosen in elements:
+        chosen = chosen.tolist() if isinstance(chosen, np.ndarray) else list(chosen)
+        if chosen:
+            buf.append(b"  " + b"\n  ".join(chosen) + b"\n")
+    buf.append(b"</osm>\n")
+    return b"".join(buf)
+
+
+def merge(maps, *, name: str = "merged tiles", validate: bool = True) -> OsmMap:
+    """One map from maps that overlap (a release's self-contained tiles copy shared elements verbatim): each
+    element once, by kind and id, first copy first, in order of first appearance. Root attributes and
+    top-level extras come from the first map."""
+    maps = list(maps)
+    if not maps:
+        raise MapError(f"{name}: nothing to merge")
+    parts = []
+    for kind in ("node", "way", "rel"):
+        ids = np.concatenate([getattr(m, f"{kind}_id") for m in maps])
+        xml = np.concatenate([getattr(m, f"{kind}_xml") for m in maps])
+        _, first_row = np.unique(ids, return_index=True)
+        parts.append(xml[np.sort(first_row)])
+    return read_osm(osm_document(maps[0].root_open, maps[0].extras, *parts), name=name, validate=validate)
+
+
 def _tag_of(xml: bytes) -> str:
     return xml[1 : xml.find(b" ") if b" " in xml[:64] else xml.find(b">")].decode().rstrip("/")
 
@@ -211,24 +248,117 @@ def _floats(values: list, source: str, what: str, ids: list) -> np.ndarray:
         raise
 
 
-def read_osm(path: str | os.PathLike, *, validate: bool = True) -> OsmMap:
-    """Read a Lanelet2 ``.osm`` file. Raises :class:`MapError` (one line, naming the file) on bad input:
-    malformed XML, a DTD/entities, no ``<osm>`` root, duplicate IDs, dangling references, coordinates outside
-    WGS-84 ranges, an empty file."""
-    path = Path(path)
-    source = str(path)
-    with open(path, "rb") as f:
-        head = f.read(4096)
-        if not head.strip():
-            raise MapError(f"{source}: empty file")
-        first = head.find(b"<osm")
-        if b"<!DOCTYPE" in (head if first < 0 else head[:first]) or b"<!ENTITY" in head:
+_PROLOGUE_MAX = 1 << 20  # bytes of comments/PIs allowed before the root element
+_WS = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
+_DECL = re.compile(rb"<\?xml\s[^>]*\?>")
+
+
+def read_osm(source, *, validate: bool = True, name: str | None = None) -> OsmMap:
+    """Read a Lanelet2 ``.osm`` document from a path, bytes or a binary file object (gzip'd or not), the way
+    ``rasterio.open`` takes either. The one XML reader of the project: every map and tile goes through it, so
+    its hardening holds everywhere. ``name`` is what errors call the input (default: the path, the file
+    object's name, or ``<bytes>``).
+
+    Raises :class:`MapError` (one line, naming the input) on bad input: malformed XML, a DTD/entities, no
+    ``<osm>`` root, duplicate IDs, dangling references, coordinates outside WGS-84 ranges, an empty file.
+    Accepts what Lanelet2's own loader (pugixml) accepts from real exporters: a UTF-8 byte-order mark or
+    whitespace before the XML declaration, a declaration after a leading comment, no declaration, CRLF,
+    single-quoted attributes, JOSM's ``action``/``visible``/``upload`` attributes, negative ids, UTF-16."""
+    raw, source_name, close = _open(source)
+    source_name = name or source_name
+    try:
+        return _parse(_prepared(raw, source_name), source_name, validate)
+    except (etree.LxmlError, EOFError, OSError, zlib.error) as exc:  # EOF/OSError/zlib: a damaged gzip stream
+        msg = " ".join(str(getattr(exc, "msg", None) or exc).split())  # libxml2 messages can span lines
+        raise MapError(f"{source_name}: malformed XML: {msg}") from None
+    finally:
+        if close:  # only what we opened; a caller's file object stays open
+            raw.close()
+
+
+def _open(source) -> tuple[BinaryIO, str, bool]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(source)), "<bytes>", True
+    if hasattr(source, "read"):
+        return source, str(getattr(source, "name", "<stream>")), False
+    path = Path(source)
+    try:
+        return open(path, "rb"), str(path), True
+    except OSError as exc:
+        raise MapError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were read (and possibly rewritten) ahead: ``head`` then the rest."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _read_head(stream: BinaryIO) -> bytes:
+    """Bytes up to past the root element's start (capped), so the whole prologue can be looked at."""
+    head = b""
+    while len(head) < _PROLOGUE_MAX:
+        chunk = stream.read(65536)
+        if not chunk:
+            break
+        head += chunk
+        if _root_start(head) >= 0:
+            break
+    return head
+
+
+def _prepared(stream: BinaryIO, source: str):
+    """The stream as libxml2 wants it: gzip undone, and the prologue normalised the way pugixml reads it
+    (libxml2 refuses whitespace or a second BOM before ``<?xml``, and a declaration after a comment). A
+    DTD or entity declaration before the root is refused: entity expansion is never attempted."""
+    head = stream.read(2)
+    if head == b"\x1f\x8b":
+        stream = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")
+        head = b""
+    head += _read_head(stream)
+    if not head.strip(_WS + _BOM):
+        raise MapError(f"{source}: empty file")
+    wide = "utf-32" if head[:4] in (b"\0\0\xfe\xff", b"\xff\xfe\0\0") else (
+        "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else None)
+    if wide:  # UTF-16/32 with a BOM: libxml2 decodes it; look for a DTD in the decoded text
+        text = head[: len(head) // 4 * 4].decode(wide, errors="replace")
+        if "<!DOCTYPE" in text or "<!ENTITY" in text:
             raise MapError(f"{source}: XML with a DTD or entity declarations is refused (entity expansion)")
-        f.seek(0)
-        try:
-            return _parse(f, source, validate)
-        except etree.XMLSyntaxError as exc:
-            raise MapError(f"{source}: malformed XML: {exc.msg}") from None
+        return _Prefixed(head, stream)
+    body = head.lstrip(_WS + _BOM)
+    while body[:3] == _BOM:  # several BOMs or BOM/whitespace mixtures (editors that add one per save)
+        body = body[3:].lstrip(_WS)
+    root_at = _root_start(body)
+    prologue = body if root_at < 0 else body[:root_at]
+    if b"<!DOCTYPE" in prologue or b"<!ENTITY" in body:
+        raise MapError(f"{source}: XML with a DTD or entity declarations is refused (entity expansion)")
+    decl = _DECL.search(prologue)
+    if decl is not None and decl.start() > 0:  # pugixml takes a declaration after a comment; move it first
+        body = decl.group(0) + b"\n" + body[: decl.start()] + body[decl.end():]
+    return _Prefixed(body, stream)
+
+
+def _root_start(data: bytes) -> int:
+    """Offset of the first element start tag (not a comment, PI or declaration); -1 if none yet."""
+    for m in re.finditer(rb"<", data):
+        nxt = data[m.start() + 1: m.start() + 2]
+        if nxt not in (b"?", b"!"):
+            return m.start()
+    return -1
 
 
 def _parse(f, source: str, validate: bool) -> OsmMap:
@@ -311,8 +441,8 @@ def _parse(f, source: str, validate: bool) -> OsmMap:
         node_id = np.array(n_id, dtype=np.int64)
         way_id = np.array(w_id, dtype=np.int64)
         rel_id = np.array(r_id, dtype=np.int64)
-    except (ValueError, TypeError):
-        raise MapError(f"{source}: an element has a missing or non-integer id") from None
+    except (ValueError, TypeError, OverflowError):
+        raise MapError(f"{source}: an element has a missing or non-integer (64-bit) id") from None
     m = OsmMap(
         source=source,
         root_open=root_open,
@@ -385,7 +515,10 @@ def _resolve_refs(m: OsmMap, w_refs: list[list[str]], r_members: list[list[tuple
     node_sorted = m.node_id[node_order]
     lengths = np.fromiter((len(r) for r in w_refs), dtype=np.int64, count=len(w_refs))
     m.way_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    flat = np.array([ref for refs in w_refs for ref in refs], dtype=np.int64)
+    try:
+        flat = np.array([ref for refs in w_refs for ref in refs], dtype=np.int64)
+    except (ValueError, TypeError, OverflowError):
+        raise MapError(f"{m.source}: a line string has a missing or non-integer (64-bit) node ref") from None
     rows = _lookup(node_sorted, node_order, flat)
     if validate and (rows < 0).any():
         i = int(np.flatnonzero(rows < 0)[0])
@@ -405,8 +538,8 @@ def _resolve_refs(m: OsmMap, w_refs: list[list[str]], r_members: list[list[tuple
             roles.append(role)
     try:
         ref_arr = np.array(refs, dtype=np.int64)
-    except ValueError:
-        raise MapError(f"{m.source}: a relation member has a non-integer ref") from None
+    except (ValueError, TypeError, OverflowError):
+        raise MapError(f"{m.source}: a relation member has a missing or non-integer (64-bit) ref") from None
     kind_arr = np.array(kinds, dtype=np.int8)
     member_rows = np.full(len(ref_arr), -1, dtype=np.int64)
     for code, ids in ((0, m.node_id), (1, m.way_id), (2, m.rel_id)):

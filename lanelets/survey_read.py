@@ -194,6 +194,8 @@ def read_layer(ds, path: Path, name: str) -> SurveyLayer | None:
         if got != gtype:
             raise MapError(f"{path}: layer {name} feature {fid}: geometry is {ogr.GeometryTypeToName(got)}, "
                            f"expected {want}")
+        if got == ogr.wkbLineString and geom.GetPointCount() < 2:  # GEOS cannot even hold such a line
+            raise MapError(f"{path}: layer {name} feature {fid}: line with fewer than 2 points")
         if ct is not None:
             geom = geom.Clone()
             try:
@@ -221,7 +223,8 @@ def read_layer(ds, path: Path, name: str) -> SurveyLayer | None:
             row[f.name] = val
         out.fids.append(fid)
         out.rows.append(row)
-    out.geoms = shapely.force_2d(shapely.from_wkb(wkbs))
+    with np.errstate(invalid="ignore"):  # NaN coordinates: reported just below as one line, not as a warning
+        out.geoms = shapely.force_2d(shapely.from_wkb(wkbs))
     xy = shapely.get_coordinates(out.geoms)
     bad = ~(np.isfinite(xy).all(axis=1) & (np.abs(xy[:, 0]) <= 180.0) & (np.abs(xy[:, 1]) <= 90.0))
     if bad.any():
@@ -232,11 +235,6 @@ def read_layer(ds, path: Path, name: str) -> SurveyLayer | None:
                        f"WGS-84 ranges (lon -180..180, lat -90..90)")
     if (np.abs(xy[:, 1]) > 84.0).any():
         raise MapError(f"{path}: layer {name}: latitudes beyond 84 degrees are outside UTM coverage")
-    if gtype == ogr.wkbLineString:
-        short = shapely.get_num_coordinates(out.geoms) < 2
-        if short.any():
-            fid = out.fids[int(np.argmax(short))]
-            raise MapError(f"{path}: layer {name} feature {fid}: line with fewer than 2 points")
     return out
 
 

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "mapsvc.commands.keys",
     "mapsvc.commands.fetch",
     "mapsvc.commands.check",
+    "mapsvc.commands.vrs",
 )
 
 

@@ -19,7 +19,6 @@ downloaded. Without a usable delta, cached tiles are revalidated with conditiona
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -309,30 +308,19 @@ class VehicleClient:
     # -- the map --------------------------------------------------------------------------------------
     def merged_osm(self) -> Path:
         """Write the cached area's tiles merged by element id (they overlap at tile edges) to merged.osm."""
-        from lanelets.osm import read_osm
+        from lanelets.osm import merge, read_osm
 
         state = self.state()
         if not state.get("tiles"):
             raise FetchError(f"{self.cache}: nothing fetched yet")
         maps = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for tid, sha in state["tiles"].items():
-                if not self._cached_tile(sha):
-                    raise FetchError(f"{self.cache}: tile {tid} is missing or damaged; fetch again")
-                p = Path(tmp) / f"{tid}.osm"
-                p.write_bytes(gzip.decompress(self.tile_path(sha).read_bytes()))
-                maps.append(read_osm(p))
-        first = maps[0]
-        parts = [b'<?xml version="1.0" encoding="UTF-8"?>\n', first.root_open, b"\n"]
-        parts += [b"  " + x + b"\n" for x in first.extras]
-        for kind in ("node", "way", "rel"):
-            ids = np.concatenate([getattr(m, f"{kind}_id") for m in maps])
-            xml = np.concatenate([getattr(m, f"{kind}_xml") for m in maps])
-            _, first_row = np.unique(ids, return_index=True)  # tiles copy elements verbatim: any copy will do
-            parts += [b"  " + x + b"\n" for x in xml[np.sort(first_row)].tolist()]
-        parts.append(b"</osm>\n")
+        for tid, sha in state["tiles"].items():
+            if not self._cached_tile(sha):
+                raise FetchError(f"{self.cache}: tile {tid} is missing or damaged; fetch again")
+            maps.append(read_osm(self.tile_path(sha).read_bytes(), name=f"tile {tid}"))
+        merged = merge(maps, name=str(self.cache / "merged.osm"))  # tiles copy elements verbatim: any copy will do
         out = self.cache / "merged.osm"
-        _write_atomic(out, b"".join(parts))
+        _write_atomic(out, merged.xml_bytes())
         return out
 
     def lanelet_map(self):

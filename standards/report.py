@@ -147,7 +147,10 @@ def _pdf(view: dict, lang: str) -> bytes:
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.cidfonts import UnicodeCIDFont
     from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-    from xml.sax.saxutils import escape
+    from functools import partial
+    from html import escape as html_escape
+
+    escape = partial(html_escape, quote=False)  # &, < and > only: what ReportLab's paragraph markup needs
 
     # A CJK font in both languages: English labels quote Chinese terms (审图号, 检查者).
     font = _cjk_font(pdfmetrics, UnicodeCIDFont)

@@ -1,7 +1,6 @@
 """Run the registered checks on a map or a release and build the report dictionary (report.json)."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import time
@@ -12,7 +11,7 @@ import shapely
 import yaml
 
 from lanelets.errors import MapError
-from lanelets.osm import OsmMap, read_osm
+from lanelets.osm import OsmMap, merge, osm_document, read_osm
 from standards.context import Context, load_config
 from standards.errors import StandardsError
 from standards.registry import SEVERITIES, all_checks
@@ -22,12 +21,12 @@ REPORT_FORMAT = "mapsvc-quality-report/1"
 _SEV_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 
 
-def read_map(path) -> OsmMap:
+def read_map(source, name: str | None = None) -> OsmMap:
     """Read a map for checking: references that do not resolve are findings here, not a refusal."""
-    m = read_osm(path, validate=False)
-    for name, ids in (("point", m.node_id), ("line string", m.way_id), ("relation", m.rel_id)):
+    m = source if isinstance(source, OsmMap) else read_osm(source, validate=False, name=name)
+    for kind, ids in (("point", m.node_id), ("line string", m.way_id), ("relation", m.rel_id)):
         if len(ids) != len(np.unique(ids)):
-            raise MapError(f"{path}: duplicate {name} ids: elements cannot be told apart")
+            raise MapError(f"{m.source}: duplicate {kind} ids: elements cannot be told apart")
     return m
 
 
@@ -185,29 +184,10 @@ def _sketch(ctx, x: float, y: float, public: bool) -> dict:
 # -- releases ------------------------------------------------------------------------------------------
 def merge_tiles(tiles) -> OsmMap:
     """One map from a release's self-contained tiles (elements appear in several tiles; keep each once)."""
-    from lxml import etree
-
-    seen = {"node": {}, "way": {}, "relation": {}}
-    root_open = None
-    for t in tiles:
-        root = etree.fromstring(gzip.decompress(t.data), etree.XMLParser(resolve_entities=False, no_network=True))
-        if root_open is None:
-            attrs = " ".join(f'{k}="{v}"' for k, v in root.attrib.items())
-            root_open = f"<osm {attrs}>".encode()
-        for el in root:
-            if el.tag in seen:
-                seen[el.tag].setdefault(el.get("id"), etree.tostring(el, with_tail=False))
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "release.osm"
-        with open(p, "wb") as f:
-            f.write(b'<?xml version="1.0" encoding="UTF-8"?>\n' + (root_open or b'<osm version="0.6">') + b"\n")
-            for kind in ("node", "way", "relation"):
-                for xml in seen[kind].values():
-                    f.write(b"  " + xml + b"\n")
-            f.write(b"</osm>\n")
-        return read_map(p)
+    maps = [read_osm(t.data, name=f"tile {t.id}", validate=False) for t in tiles]
+    if not maps:
+        return read_map(osm_document(b'<osm version="0.6">', []), name="release")
+    return read_map(merge(maps, name="release", validate=False))
 
 
 def check_release(store, name: str, home, *, reference=None, checkpoints=None, metadata=None,

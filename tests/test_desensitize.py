@@ -495,3 +495,41 @@ def test_restricted_areas_can_block_instead(tmp_path, fixture_map):
     p.write_text(base.replace(old, old.replace("delete_feature", "block_publish")))
     with pytest.raises(DesensitizeError, match="blocked by rule SEC-04"):
         desensitize(read_osm(fixture_map / "fixture.osm"), rules=load_rules(p), restricted=fixture_map / "zones.gpkg")
+
+
+def test_a_new_rule_operation_is_one_registered_function(tmp_path, fixture_map):
+    """The operation registries (desensitize.operations): a check and an action added by decorator are
+    validated from YAML (their declared parameters) and run by the engine, with no other change."""
+    from desensitize import operations
+
+    @operations.check_op("key_prefix", required={"prefix"})
+    def key_prefix(rule, tk, tv):
+        return np.array([str(k).startswith(rule.check["prefix"]) for k in tk], bool)
+
+    @operations.action_op("rename_tag", required={"to"}, removing=True)
+    def rename_tag(run, rule, match):
+        for g, k in zip(*match.keys):
+            run.del_tags[int(g)].add(k)
+            run.add_tags[int(g)][rule.action["to"]] = "redacted"
+        run.audit.record(rule.id, "rename_tag", run.t, match.g, "renamed")
+
+    try:
+        base = (REPO / "desensitize" / "rules" / "default.yaml").read_text()
+        p = tmp_path / "rules.yaml"
+        p.write_text(base + """
+  - id: LOCAL-02
+    source: {doc: "local pilot rule", clause: "2"}
+    target: {on: [lanelet]}
+    check: {op: key_prefix, prefix: "speed_"}
+    action: {op: rename_tag, to: "limit_class"}
+    severity: C
+""")
+        res = desensitize(read_osm(fixture_map / "fixture.osm"), rules=load_rules(p))
+        tags = [(k, v) for _, _, k, v in _tags_everywhere(res.xml)]
+        assert not any(k == "speed_limit" for k, _ in tags)
+        assert tags.count(("limit_class", "redacted")) == 5 and res.audit.count("LOCAL-02", "rename_tag") == 5
+        with pytest.raises(DesensitizeError, match="'rename_tag' needs to"):
+            p.write_text(p.read_text().replace('to: "limit_class"', ""))
+            load_rules(p)
+    finally:
+        del operations.CHECK_OPS["key_prefix"], operations.ACTION_OPS["rename_tag"]

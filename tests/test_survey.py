@@ -409,8 +409,16 @@ def _no_features(p: Path):
     return _geojson(p, []), "no features"
 
 
+def _single_vertex(p: Path):
+    return _geojson(p, [_road_feature([[116.5, 39.79]])]), "fewer than 2 points"
+
+
+def _nan_coordinate(p: Path):
+    return _geojson(p, [_road_feature([[116.5, 39.79], [float("nan"), 39.79]])]), "(nan, 39.79) outside WGS-84"
+
+
 @pytest.mark.parametrize("make", [_missing_layer, _missing_field, _point_geometry, _lon_200, _empty, _malformed,
-                                  _bad_value, _no_features])
+                                  _bad_value, _no_features, _single_vertex, _nan_coordinate])
 def test_bad_input_raises_one_line_and_writes_nothing(tmp_path, make):
     src_dir, out_dir = tmp_path / "in", tmp_path / "out"
     src_dir.mkdir()
@@ -422,6 +430,24 @@ def test_bad_input_raises_one_line_and_writes_nothing(tmp_path, make):
     msg = str(ei.value)
     assert "\n" not in msg and str(src) in msg and words in msg, msg
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", [_single_vertex, _nan_coordinate])
+def test_cli_build_bad_line_is_one_line_exit_2(tmp_path, make):
+    """Issue 14 item 9: a one-vertex line gave exit 1 and a shapely traceback; NaN printed a shapely warning."""
+    import os
+    import subprocess
+    import sys
+
+    src, words = make(tmp_path / "bad.geojson")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-W", "default", "-m", "mapsvc", "build", str(src), "-o",
+                           str(tmp_path / "out.osm")], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(src) in lines[0] and "feature 0" in lines[0] and words in lines[0], proc.stderr
+    assert not (tmp_path / "out.osm").exists()
 
 
 def _ll_road(rid, pts_m, **props):

@@ -57,6 +57,8 @@ def spec() -> dict:
                 "One reference station's status", _json_ok({"type": "object"}), *_AUTH,
                 params=[{"name": "station_id", "in": "path", "required": True,
                          "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}])},
+            "/v1/network": {"get": _op("Network RTK: baselines, fix state, closures, interpolation residuals, "
+                                       "excluded stations", _json_ok({"type": "object"}), *_AUTH)},
             "/v1/metrics": {"get": _op("Prometheus metrics of the stations (admin)", {"200": {
                 "description": "Prometheus text format",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}, *_AUTH)},

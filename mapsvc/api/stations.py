@@ -1,4 +1,4 @@
-"""Reference-station status: ``GET /v1/stations``, ``/v1/stations/{id}`` and Prometheus ``/metrics``.
+"""Reference-station status: ``GET /v1/stations``, ``/v1/stations/{id}``, ``/v1/network`` and ``/metrics``.
 
 The NTRIP caster runs in the ``mapsvc serve`` process and writes its status document every 2 s
 (:func:`cors.caster.read_status`); API workers only read it. Positions in it are the approximate ones of the
@@ -56,6 +56,20 @@ def station(station_id):
         if st.get("id") == station_id:
             return _json({**st, "caster_running": doc["caster_running"], "generated": doc.get("generated")})
     raise Problem(404, "Not Found", f"unknown station {station_id!r}")
+
+
+@bp.get("/network")
+@requires("read_stations")
+def network():
+    """Network RTK: baselines and fix state, closures, leave-one-out residuals, exclusions and why.
+
+    Written into the caster's status document by its network mountpoint; 404 while there is none.
+    """
+    doc = _status()
+    net = doc.get("network")
+    if not net:
+        raise Problem(404, "Not Found", "no network RTK mountpoint is running")
+    return _json({**net, "caster_running": doc["caster_running"], "generated": doc.get("generated")})
 
 
 @bp.get("/metrics")

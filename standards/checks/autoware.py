@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-from lxml import etree
 
+from lanelets.elements import element_members
 from standards.registry import Hits, check
 
 _KINDS = ("node", "way", "relation")
@@ -163,8 +163,7 @@ def _member_ids(ctx, rows: np.ndarray) -> dict[int, list[tuple[str, int, str]]]:
     a missing member: the array model keeps no id for a member that does not exist)."""
     out = {}
     for r in rows.tolist():
-        el = etree.fromstring(ctx.m.rel_xml[r])
-        out[r] = [(mm.get("type"), int(mm.get("ref")), mm.get("role") or "") for mm in el.iterfind("member")]
+        out[r] = [(kind, int(ref), role) for kind, ref, role in element_members(ctx.m.rel_xml[r])]
     return out
 
 
