@@ -441,7 +441,7 @@ def run(results: dict | None = None, sizes=SIZES) -> dict:
     if calm and hostile and calm.get("p99 ms") and hostile.get("p99 ms") is not None:
         ratio = hostile["p99 ms"] / calm["p99 ms"]
         notes.append(f"{HOSTILE_CLIENTS} clients while another source sends d3 03 ff repeated "
-                     f"({hostile.get("hostile kB/s sent")} kB/s written by it): p99 {hostile['p99 ms']} ms vs calm "
+                     f"({hostile.get('hostile kB/s sent')} kB/s written by it): p99 {hostile['p99 ms']} ms vs calm "
                      f"{calm['p99 ms']} ms = {ratio:.2f}x (target <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'})")
     result = {"title": "NTRIP caster fan-out (1 Hz, loopback)", "rows": rows, "notes": notes}
     if results is not None:
