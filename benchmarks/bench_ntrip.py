@@ -38,6 +38,33 @@ STR2STR_CLIENTS = 32
 MEASURE_S = 15.0
 MOUNT = "GMSD7"
 TOKENS = 100  # clients share 100 vehicle tokens round-robin
+HOSTILE_CLIENTS = 1000  # the calm/hostile pair is measured at this many clients
+HOSTILE = b"\xd3\x03\xff"  # issue 14: every third byte a frame candidate of 1023 bytes
+
+
+class Hostile(threading.Thread):
+    """A second, authenticated station sending the crafted pattern as fast as the caster reads it."""
+
+    def __init__(self, port: int, mount: str, password: str):
+        super().__init__(daemon=True)
+        self.port, self.mount, self.password = port, mount, password
+        self.sent = 0
+        self.stop_event = threading.Event()
+
+    def run(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(f"SOURCE {self.password} /{self.mount}\r\n\r\n".encode())
+        s.recv(100)
+        junk = HOSTILE * 21845
+        s.settimeout(0.5)
+        while not self.stop_event.is_set():
+            try:
+                self.sent += s.send(junk)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        s.close()
 
 
 def raise_nofile() -> None:
@@ -316,6 +343,8 @@ def _ours(sizes, work: Path) -> list[dict]:
     reg = StationRegistry(home / "stations.sqlite")
     reg.add(Station(id="GMSD", mountpoint=MOUNT, ecef=(-3607665.0, 4147868.0, 3223717.0), name="GMSD"),
             password="bench-src")
+    reg.add(Station(id="EVIL", mountpoint="EVIL0", ecef=(-2148744.0, 4426641.0, 4044655.0), name="EVIL"),
+            password="bench-evil")
     reg.close()
     store = TokenStore(home / "tokens.sqlite")
     creds = [(f"car{i}", store.create("vehicle", f"car{i}")) for i in range(TOKENS)]
@@ -323,7 +352,8 @@ def _ours(sizes, work: Path) -> list[dict]:
     port = free_port()
     exe = Path(sys.executable).with_name("mapsvc")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from mapsvc.cli import main; main()"]
-    server = subprocess.Popen(cmd + ["serve", "--no-http", "--ntrip-port", str(port)], env=env, cwd=ROOT,
+    server = subprocess.Popen(cmd + ["serve", "--no-http", "--ntrip-port", str(port),
+                                                "--max-streams-per-token", "0"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     rows = []
     feeder = None
@@ -342,6 +372,17 @@ def _ours(sizes, work: Path) -> list[dict]:
         for n in sizes:
             rows.append(_measure(server.pid, port, n, creds, feeder, work, "ours"))
             time.sleep(1.0)
+        if HOSTILE_CLIENTS in sizes:
+            hostile = Hostile(port, "EVIL0", "bench-evil")
+            hostile.start()
+            t0 = time.monotonic()
+            try:
+                row = _measure(server.pid, port, HOSTILE_CLIENTS, creds, feeder, work, "ours+hostile")
+            finally:
+                hostile.stop_event.set()
+                hostile.join(5)
+            row["hostile kB/s sent"] = round(hostile.sent / 1024 / (time.monotonic() - t0), 1)
+            rows.append(row)
     finally:
         if feeder is not None:
             feeder.stop_event.set()
@@ -391,7 +432,7 @@ def run(results: dict | None = None, sizes=SIZES) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench_ntrip_"))
     try:
         rows = [_theirs(STR2STR_CLIENTS, work)]
-        rows += _ours((STR2STR_CLIENTS,) + tuple(sizes), work)
+        rows += _ours((STR2STR_CLIENTS,) + tuple(sorted(set(sizes) | {HOSTILE_CLIENTS})), work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     target = next((r for r in rows if r["caster"] == "ours" and r["clients"] == 10000), None)
@@ -406,6 +447,13 @@ def run(results: dict | None = None, sizes=SIZES) -> dict:
             "met" if target and target.get("p99 ms") is not None and target["p99 ms"] < 100
             and target["held"] == 10000 else f"NOT met ({target})"),
     ]
+    calm = next((r for r in rows if r["caster"] == "ours" and r["clients"] == HOSTILE_CLIENTS), None)
+    hostile = next((r for r in rows if r["caster"] == "ours+hostile"), None)
+    if calm and hostile and calm.get("p99 ms") and hostile.get("p99 ms") is not None:
+        ratio = hostile["p99 ms"] / calm["p99 ms"]
+        notes.append(f"{HOSTILE_CLIENTS} clients while another source sends d3 03 ff repeated "
+                     f"({hostile.get('hostile kB/s sent')} kB/s written by it): p99 {hostile['p99 ms']} ms vs calm "
+                     f"{calm['p99 ms']} ms = {ratio:.2f}x (target <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'})")
     result = {"title": "NTRIP caster fan-out (1 Hz, loopback)", "rows": rows, "notes": notes}
     if results is not None:
         results["ntrip"] = result

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pyrtcm import VALCKSUM, VALNONE, RTCMReader
-from pyrtcm.exceptions import RTCMMessageError, RTCMParseError, RTCMTypeError
+from pyrtcm.exceptions import RTCMMessageError, RTCMParseError, RTCMStreamError, RTCMTypeError
 
-from cors.ntrip import frame_ok
+from cors.ntrip import crc24q
 
 MAX_FRAME = 3 + 1023 + 3  # header + max payload + CRC-24Q
+MIN_PAYLOAD = 2  # the 12-bit message number: a shorter frame carries no message
 
 # MSM message number ranges -> constellation (RTCM 10403.3 table 3.5-78); legacy observation types.
 MSM_RANGES = {
@@ -53,7 +54,8 @@ class RtcmFramer:
     Hand-written because pyrtcm's RTCMReader pulls from a blocking stream while NTRIP data arrive in
     arbitrary TCP chunks inside an event loop; full decoding is left to pyrtcm. A candidate whose
     CRC fails is counted once as a bad frame and the search resumes one byte later, so a false
-    preamble (joining mid-stream, line noise) never swallows the real frames behind it.
+    preamble (joining mid-stream, line noise) never swallows the real frames behind it. A CRC-valid
+    frame too short to hold a message number is counted as bad and dropped: rovers never get it.
     """
 
     __slots__ = ("_buf", "junk_bytes", "bad_frames", "_resync")
@@ -89,11 +91,13 @@ class RtcmFramer:
             if end > n:
                 pos = start
                 break
-            frame = bytes(buf[start:end])
-            if frame_ok(frame):
-                frames.append(frame)
+            if crc24q(buf[start:end - 3]) == int.from_bytes(buf[end - 3:end], "big"):
                 self._resync = False
                 pos = end
+                if length < MIN_PAYLOAD:
+                    self.bad_frames += 1
+                    continue
+                frames.append(bytes(buf[start:end]))
             else:
                 if not self._resync:
                     self.bad_frames += 1
@@ -172,16 +176,21 @@ class Monitor:
     def forget(self, station_id: str) -> None:
         self.stations.pop(station_id, None)
 
-    def observe(self, station_id: str, frame: bytes, now: float | None = None, crc_checked: bool = False):
+    def observe(self, station_id: str, frame: bytes, now: float | None = None, crc_checked: bool = False,
+                decode: bool = True):
         """Check and decode one frame; returns the pyrtcm message (True if undecodable), None if bad.
 
-        ``crc_checked``: the caster already verified the CRC-24Q on its forwarding path.
+        ``crc_checked``: the caster already verified the CRC-24Q on its forwarding path. Without
+        ``decode`` (a source over its decode budget) the frame is only counted by type.
         """
         now = self.clock() if now is None else now
         st = self.track(station_id)
+        if len(frame) < 6 + MIN_PAYLOAD:
+            st.bad_frames += 1
+            return None
         try:
-            msg = RTCMReader.parse(frame, validate=VALNONE if crc_checked else VALCKSUM)
-        except RTCMParseError:
+            msg = RTCMReader.parse(frame, validate=VALNONE if crc_checked else VALCKSUM) if decode else None
+        except (RTCMParseError, RTCMStreamError):
             st.bad_frames += 1
             return None
         except (RTCMMessageError, RTCMTypeError, ValueError, IndexError, KeyError):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import unquote, urlsplit
 
+import crcmod
 from pynmeagps import NMEAReader
 from pynmeagps.exceptions import NMEAMessageError, NMEAParseError, NMEATypeError
 
@@ -28,25 +29,14 @@ SERVER = "NTRIP mapsvc-caster/0.1"
 MAX_HEADER = 8192
 
 # --- CRC-24Q (RTCM 3 frame check) -----------------------------------------------------------------
-# Table-driven here because pyrtcm's calc_crc24q is bit-by-bit (0.3 ms per MSM7 frame) and this runs
-# on the fan-out path before a frame is forwarded; pyrtcm still decodes every frame afterwards.
-_CRC24Q_TABLE = []
-for _i in range(256):
-    _c = _i << 16
-    for _ in range(8):
-        _c <<= 1
-        if _c & 0x1000000:
-            _c ^= 0x1864CFB
-    _CRC24Q_TABLE.append(_c & 0xFFFFFF)
-_CRC24Q_TABLE = tuple(_CRC24Q_TABLE)
-
-
-def crc24q(data: bytes) -> int:
-    crc = 0
-    table = _CRC24Q_TABLE
-    for b in data:
-        crc = ((crc << 8) & 0xFFFFFF) ^ table[(crc >> 16) ^ b]
-    return crc
+# crcmod's C extension (~10 ns a byte): the framer checks every candidate frame a source sends, and a
+# hostile source can make every third byte a candidate. pyrtcm's calc_crc24q is bit-by-bit Python.
+crc24q = crcmod.mkCrcFun(0x1864CFB, initCrc=0, rev=False, xorOut=0)
+try:  # crcmod silently falls back to pure Python when its extension did not build
+    from crcmod import _crcfunext  # noqa: F401
+    CRC_IN_C = True
+except ImportError:  # pragma: no cover
+    CRC_IN_C = False
 
 
 def frame_ok(frame: bytes) -> bool:
@@ -150,7 +140,7 @@ def parse_request(head: bytes) -> Request:
 
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 503: "Service Unavailable"}
 
 
@@ -342,8 +332,11 @@ class GGA:
     quality: int
 
 
+GGA_HEIGHT_M = (-1000.0, 50000.0)  # ellipsoidal heights a rover can have (Dead Sea .. stratosphere)
+
+
 def parse_gga(line: bytes) -> GGA | None:
-    """A position from one NMEA GGA sentence (checksum verified by pynmeagps), or None."""
+    """A position from one NMEA GGA sentence (checksum verified by pynmeagps, range checked), or None."""
     line = line.strip()
     if not line.startswith(b"$") or line[3:6] != b"GGA":
         return None
@@ -357,9 +350,13 @@ def parse_gga(line: bytes) -> GGA | None:
     alt = getattr(msg, "alt", 0.0) or 0.0
     sep = getattr(msg, "sep", 0.0) or 0.0
     try:
-        return GGA(float(lat), float(lon), float(alt) + float(sep), int(getattr(msg, "quality", 0) or 0))
-    except (TypeError, ValueError):
+        gga = GGA(float(lat), float(lon), float(alt) + float(sep), int(getattr(msg, "quality", 0) or 0))
+    except (TypeError, ValueError, OverflowError):
         return None
+    # NaN fails every comparison: only a position on (or near) the Earth passes
+    if not (abs(gga.lat) <= 90.0 and abs(gga.lon) <= 180.0 and GGA_HEIGHT_M[0] <= gga.height <= GGA_HEIGHT_M[1]):
+        return None
+    return gga
 
 
 def make_gga(lat: float, lon: float, height: float = 0.0, quality: int = 1) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 import socket
 import time
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ log = logging.getLogger("cors.caster")
 
 MAX_SOURCE_PREAUTH = 1 << 20  # bytes a source may send while its password is being checked
 MAX_GGA_LINE = 4096
+# an NTRIP 2.0 request whose head cannot be parsed still gets a 2.0-shaped error
+_V2_CLAIM = re.compile(rb"(?im)^ntrip-version[ \t]*:[ \t]*ntrip/2")
 
 
 class ConnState(enum.Enum):
@@ -31,7 +34,8 @@ class Connection(asyncio.Protocol):
     """asyncio protocol of one connection; the caster's dispatch decides what it becomes."""
 
     __slots__ = ("caster", "transport", "peer", "state", "buf", "req", "chunked", "mount", "mountpoint",
-                 "token", "position", "ecef", "dechunk", "timer", "connected_at", "fd")
+                 "token", "position", "ecef", "dechunk", "timer", "connected_at", "fd", "counted", "gga_at",
+                 "fed_at", "left", "claims_v2")
 
     def __init__(self, caster: "Caster"):
         self.caster = caster
@@ -50,6 +54,11 @@ class Connection(asyncio.Protocol):
         self.timer = None
         self.connected_at = time.monotonic()
         self.fd = -1
+        self.counted = False     # holds one of its token's streams
+        self.gga_at = -1e18      # when its last GGA was taken
+        self.fed_at = 0.0        # when it last got a base (NEAREST's dwell time)
+        self.left = None         # the base it had before
+        self.claims_v2 = False   # the head, even unparseable, says Ntrip-Version: Ntrip/2.0
 
     @property
     def is_client(self) -> bool:
@@ -86,6 +95,7 @@ class Connection(asyncio.Protocol):
             elif state is ConnState.HEAD:
                 self.buf += data
                 parts = ntrip.split_head(self.buf)
+                self.claims_v2 = _V2_CLAIM.search(self.buf[:ntrip.MAX_HEADER]) is not None
                 if parts is None:
                     if len(self.buf) > ntrip.MAX_HEADER:
                         raise ntrip.BadRequest(431, "request head too large")
@@ -125,10 +135,17 @@ class Connection(asyncio.Protocol):
             return
         *lines, rest = bytes(self.buf).split(b"\n")
         self.buf = bytearray(rest[-MAX_GGA_LINE:])
-        for line in lines:
+        # at most one GGA per gga_min_interval_s, the newest: a GGA flood costs one parse, not one each
+        now = time.monotonic()
+        if now - self.gga_at < self.caster.gga_min_interval_s:
+            return
+        for line in reversed(lines):
             gga = ntrip.parse_gga(line)
-            if gga is not None and self.state is ConnState.CLIENT:
-                mp.position(self, gga)
+            if gga is not None:
+                self.gga_at = now
+                if self.state is ConnState.CLIENT:
+                    mp.position(self, gga)
+                return
 
     def _source_data(self, data: bytes) -> None:
         if self.dechunk is not None:
@@ -155,7 +172,7 @@ class Connection(asyncio.Protocol):
             msg = {401: "Bad Password", 404: "Bad Mountpoint", 409: "Mount Point Taken or Invalid"}
             self.transport.write(f"ERROR - {msg.get(status, reason)}\r\n".encode())
         else:
-            ntrip2 = bool(req and req.ntrip2)
+            ntrip2 = bool(req.ntrip2) if req is not None else self.claims_v2
             self.transport.write(ntrip.http_reply(status, ntrip2=ntrip2, body=reason + "\r\n", headers=headers))
         self.state = ConnState.CLOSED
         self.transport.close()
@@ -163,6 +180,18 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         """Close after what was written (a sourcetable reply)."""
         self.state = ConnState.CLOSED
+        self.transport.close()
+
+    def finish(self, why: str, reason: str = "closed") -> None:
+        """End a client's stream cleanly (the last chunk for NTRIP 2.0), after what is queued."""
+        if self.state is ConnState.CLOSED or self.transport is None:
+            return
+        if self.chunked and self.state is ConnState.CLIENT:
+            self.transport.write(b"0\r\n\r\n")
+        log.info("closing %s on %s: %s", self.peer, self.mount.name if self.mount else "-", why)
+        self.caster.dropped[reason] = self.caster.dropped.get(reason, 0) + 1
+        self.state = ConnState.CLOSED
+        self.caster.forget(self)
         self.transport.close()
 
     def drop(self, why: str, reason: str = "closed") -> None:

@@ -17,8 +17,10 @@ from cors.arp import ServiceFrame
 from cors.caster import status as _status
 from cors.caster import upstream
 from cors.caster.auth import ClientAuth
+from cors.caster.budget import IngestLimits
 from cors.caster.connection import Connection, ConnState
 from cors.caster.fanout import FanoutPool
+from cors.caster.limits import AuthThrottle, StreamCounter, peer_address
 from cors.caster.kinds.station import StationMount
 from cors.caster.mountpoints import Mountpoint, load_kinds
 from cors.errors import CorsError
@@ -51,25 +53,36 @@ class Caster:
     def __init__(self, registry: StationRegistry, tokens, monitor: Monitor | None = None, *,
                  host: str = "127.0.0.1", port: int = 2101, info: CasterInfo | None = None,
                  max_backlog: int = 16384, client_sndbuf: int = 65536, header_timeout: float = 10.0,
-                 down_after: float = 10.0, client_roles=("vehicle",), nearest_hysteresis_m: float = 500.0,
+                 down_after: float = 10.0, stale_after: float = 3.0, client_roles=("vehicle",),
+                 nearest_hysteresis_m: float = 500.0,
                  registry_poll_s: float = 2.0, reconnect_min_s: float = ntrip.RECONNECT_MIN_S,
                  reconnect_max_s: float = ntrip.RECONNECT_MAX_S,
                  rinex_speed: float = 1.0, fanout_threads: int | None = None,
-                 status_path=None, status_every_s: float = 2.0, bus=None, node_id: str = ""):
+                 status_path=None, status_every_s: float = 2.0, bus=None, node_id: str = "",
+                 ingest_limits: IngestLimits | None = None,
+                 max_streams_per_token: int = 16, auth_free_failures: int = 5, auth_backoff_s: float = 1.0,
+                 auth_backoff_max_s: float = 300.0, gga_min_interval_s: float = 1.0,
+                 nearest_min_dwell_s: float = 30.0):
         self.registry = registry
         self.tokens = tokens
         self.bus = bus          # cors.bus.RedisBus, or None: fan-out within this process only
         self.node_id = str(node_id)
         self.auth = ClientAuth(tokens)
         self.monitor = monitor or Monitor(down_after=down_after)
+        self.stale_after = min(stale_after, self.monitor.down_after)  # silence before new clients are refused
         self.host, self._port = host, port
         self.info = info or CasterInfo(host=host)
         self.service_frame = ServiceFrame(self.info.frame or None)
         self.max_backlog = max_backlog
+        self.ingest_limits = ingest_limits or IngestLimits()
         self.client_sndbuf = client_sndbuf
         self.header_timeout = header_timeout
         self.client_roles = frozenset(client_roles)
         self.nearest_hysteresis_m = nearest_hysteresis_m
+        self.nearest_min_dwell_s = nearest_min_dwell_s  # a client keeps a healthy base this long
+        self.gga_min_interval_s = gga_min_interval_s    # GGA lines closer than this are ignored
+        self.streams = StreamCounter(max_streams_per_token)
+        self.auth_throttle = AuthThrottle(auth_free_failures, auth_backoff_s, auth_backoff_max_s)
         self.registry_poll_s = registry_poll_s
         self.reconnect_min_s = max(ntrip.RECONNECT_MIN_S, reconnect_min_s)
         self.reconnect_max_s = reconnect_max_s
@@ -218,6 +231,7 @@ class Caster:
         self.mounts.pop(m.name, None)
         if m.task:
             m.task.cancel()
+        m.stop_ingest()
         for c in list(m.clients):
             c.drop("station removed from the registry")
         if m.source is not None:
@@ -238,6 +252,7 @@ class Caster:
         log.warning("station %s (%s) down: silent for %.0f s", mount.sid, mount.name, self.monitor.down_after)
         for mp in self.virtual.values():
             mp.station_down(mount)
+        mount.silenced()
 
     # -- dispatch ----------------------------------------------------------------------------------
     def count_request(self, status: int) -> None:
@@ -267,18 +282,28 @@ class Caster:
             conn.transport.write(ntrip.sourcetable_reply(self.sourcetable(), False))
             conn.close()
             return
+        addr = peer_address(conn)
+        if self.auth_throttle.blocked(addr):
+            conn.fail(429, "too many failed logins: try later")
+            return
         token = self.auth.authenticate(req.user, req.password)
         realm = {"WWW-Authenticate": f'Basic realm="/{mp.name}"'}
         if token is None:
+            if req.user is not None:
+                self.auth_throttle.failed(addr)
             conn.fail(401, "bad or missing credentials", headers=realm)
             return
+        self.auth_throttle.succeeded(addr)
         if token.role not in self.client_roles or not mp.may_use(token):
             if req.ntrip2:
                 conn.fail(403, f"token {token.name!r} may not use mountpoint {name[:100]!r}")
             else:
                 conn.fail(401, f"token {token.name!r} may not use mountpoint {name[:100]!r}", headers=realm)
             return
-        conn.token = token
+        if not self.streams.acquire(token.name):
+            conn.fail(429, f"token {token.name!r} has {self.streams.limit} streams open already")
+            return
+        conn.token, conn.counted = token, True
         conn.chunked = req.ntrip2
         conn.state = ConnState.CLIENT
         conn.mountpoint = mp
@@ -297,7 +322,8 @@ class Caster:
             old.remove_client(conn)
             self.switches += 1
             log.info("client %s moved %s -> %s", conn.peer, old.name, source.name if source else "-")
-        conn.mount = source
+        conn.mount, conn.left = source, old
+        conn.fed_at = self.monitor.clock()
         if source is not None:
             source.add_client(conn)
             if announce and source.last_arp is not None:
@@ -327,6 +353,9 @@ class Caster:
                           headers={"WWW-Authenticate": f'Basic realm="/{mount.name}"'})
                 return
             password = req.password or ""
+        if self.auth_throttle.blocked(peer_address(conn)):
+            conn.fail(429, "too many failed logins: try later")
+            return
         conn.state = ConnState.AUTH
         conn.buf = bytearray(rest)
         station = mount.station
@@ -342,6 +371,7 @@ class Caster:
         except Exception:
             ok = False
         if not ok:
+            self.auth_throttle.failed(peer_address(conn))
             conn.fail(401, "bad source password",
                       headers={"WWW-Authenticate": f'Basic realm="/{mount.name}"'} if req.ntrip2 else None)
             return
@@ -354,8 +384,9 @@ class Caster:
                 conn.fail(409, f"mountpoint {mount.name!r} already has a live source")
                 return
             old.drop("replaced by a new source connection")
+        self.auth_throttle.succeeded(peer_address(conn))
         self.count_request(200)
-        mount.source = conn
+        mount.attach_source(conn)
         conn.mount = mount
         conn.state = ConnState.SOURCE
         transfer = req.headers.get("transfer-encoding", "").lower()
@@ -369,6 +400,9 @@ class Caster:
     def forget(self, conn: Connection) -> None:
         """A connection ended: take it out of its mountpoint, its feed, or its station's source."""
         self.conns.discard(conn)
+        if conn.counted:
+            conn.counted = False
+            self.streams.release(conn.token.name)
         if conn.mountpoint is not None:
             conn.mountpoint.detach(conn)
         m = conn.mount

@@ -69,6 +69,7 @@ async def _pull_stream(caster, mount, src) -> None:
                 data = dechunk.feed(data)
             if data:
                 mount.ingest(data)
+                await mount.room()  # over its backlog: stop reading (the upstream's TCP waits)
     finally:
         writer.close()
 

@@ -51,11 +51,16 @@ def _raise_nofile() -> None:
               help="Bytes queued for a client before it is dropped as too slow.")
 @click.option("--node-id", default="", help="This node's name in a cluster (MAPSVC_BUS): shown in /v1/stations "
               "as the node holding each client.")
+@click.option("--max-streams-per-token", default=16, show_default=True, type=int,
+              help="NTRIP streams one token may hold open at once (0: no limit).")
+@click.option("--auth-free-failures", default=5, show_default=True, type=int,
+              help="Failed NTRIP logins from one address before it must wait (doubling, up to 300 s).")
 @click.option("-v", "--verbose", is_flag=True, help="Log connections and station changes.")
 @click.option("--service-frame", default=None, metavar="FRAME[@EPOCH]",
               help="Frame of every 1005/1006 served (default: ITRF2014 at the current epoch); stations "
                    "registered in another frame are transformed.")
-def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, verbose, service_frame):
+def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, max_streams_per_token,
+          auth_free_failures, verbose, service_frame):
     """Run the NTRIP caster (and the HTTP API when available).
 
     With MAPSVC_BUS=redis://... the node publishes every frame it takes from a station to the bus and fans
@@ -81,6 +86,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, ver
     async def main():
         caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host, frame=service_frame or ""),
                         down_after=down_after, max_backlog=max_backlog,
+                        max_streams_per_token=max_streams_per_token, auth_free_failures=auth_free_failures,
                         status_path=state / status_file, bus=bus, node_id=node_id)
         await caster.start()
         click.echo(f"NTRIP caster on {host}:{caster.port} ({len(caster.mounts)} mountpoints)"

@@ -132,10 +132,12 @@ def test_v1_client_receives_exactly_the_pushed_bytes(caster, gmsd_epochs):
 
 def test_corrupted_frame_counted_and_not_forwarded(caster, gmsd_epochs):
     token = caster.tokens.create("vehicle", "car1")
-    p = live(caster, gmsd_epochs[:3], period=0.05, loop=False)
-    p.join(5)
+    p = live(caster, gmsd_epochs[:3], period=0.05, loop=True)
     s = get(caster.port, "GMSD7", user="car1", password=token)
     assert read_head(s)[0] == b"ICY 200 OK"
+    p.stop()
+    s.settimeout(0.5)
+    read_all(s)  # what the first source sent
     epoch = bytearray(gmsd_epochs[10])
     epoch[200] ^= 0x55  # inside the first frame (1077, 368 bytes)
     p2 = Pusher(caster.port, "GMSD7", "src-pw", [bytes(epoch)], period=0.05)
@@ -304,6 +306,7 @@ def test_many_clients_parallel_fanout_delivers_identical_bytes(caster, gmsd_epoc
     from cors.caster import PARALLEL_FANOUT_MIN
 
     token = caster.tokens.create("vehicle", "fleet")
+    caster.caster.streams.limit = 0  # one fleet token for all of them: no per-token limit here
     p = live(caster, gmsd_epochs, period=0.1, loop=True)
     socks = []
     try:

@@ -1,8 +1,9 @@
 """NEAREST: each client gets the nearest healthy station it may use, chosen from its GGA position.
 
 Distances are ECEF (straight line) to every up station at once (numpy); a client moves to another
-base only when that one is nearer by more than the caster's ``nearest_hysteresis_m``, so it does
-not flap between two bases near the midpoint. When its base goes down it moves at once.
+base only when that one is nearer by more than the caster's ``nearest_hysteresis_m``, and back to
+the base it just left only after ``nearest_min_dwell_s``, so it does not flap between two bases
+near the midpoint (nor under a GGA flood). When its base goes down it moves at once.
 """
 from __future__ import annotations
 
@@ -107,6 +108,8 @@ class Nearest(Mountpoint):
         if cur is new:
             return
         if cur is not None and cur.up and cur in mounts:
+            if new is conn.left and self.caster.monitor.clock() - conn.fed_at < self.caster.nearest_min_dwell_s:
+                return  # no going back to the base just left for a while: no flapping however GGA jumps
             d_cur = dist[mounts.index(cur)]
             if not dist[best] + self.caster.nearest_hysteresis_m < d_cur:
                 return

@@ -9,6 +9,7 @@ import numpy as np
 
 from cors import ntrip
 from cors.arp import is_arp, reencode_arp
+from cors.caster.budget import SourceBudget
 from cors.caster.mountpoints import Mountpoint, kind
 from cors.monitor import RtcmFramer
 from cors.stations import Station
@@ -31,6 +32,10 @@ class StationMount(Mountpoint):
         self.source: Connection | None = None  # a pushing NTRIP server
         self.task: asyncio.Task | None = None  # a pull / replay source
         self.framer = RtcmFramer()
+        self.budget = SourceBudget(caster.ingest_limits)
+        self._inbox = bytearray()
+        self._drain_handle: asyncio.Handle | None = None
+        self._paused = False
         self.up = False
         self.last_arp: bytes | None = None
         self.sent_bytes = 0
@@ -49,7 +54,23 @@ class StationMount(Mountpoint):
 
     # -- the Mountpoint interface --------------------------------------------------------------
     def available(self) -> bool:
-        return self.up
+        """Up, with a source connected, and data within ``stale_after`` s: a new client gets a stream
+        now, not a 200 and then silence."""
+        if not self.up or (self.station.source_spec.kind == "push" and self.source is None):
+            return False
+        last = self.caster.monitor.track(self.sid).last_frame
+        return last is not None and self.caster.monitor.clock() - last <= self.caster.stale_after
+
+    def attach_source(self, conn: "Connection") -> None:
+        self.source = conn
+        self._paused = False
+
+    def silenced(self) -> None:
+        """The station went down: close its own clients (their receivers reconnect elsewhere);
+        NEAREST's clients are moved by NEAREST."""
+        for c in list(self.clients):
+            if c.mountpoint is self:
+                c.finish("station silent for %.0f s" % self.caster.monitor.down_after, reason="station_down")
 
     def attach(self, conn: "Connection", gga) -> None:
         self.caster.feed(conn, self, announce=False)
@@ -71,15 +92,60 @@ class StationMount(Mountpoint):
 
     # -- the source side -----------------------------------------------------------------------
     def ingest(self, data: bytes) -> None:
-        """Bytes from the source: forward complete CRC-valid frames, then decode them for the monitor."""
+        """Bytes from the source: queued, then framed a slice per loop turn within its budget
+        (``budget.py``), so no source can hold the loop that serves the other stations."""
+        self._inbox += data
+        if len(self._inbox) > self.budget.limits.max_backlog:
+            self._pause_source(True)
+        if self._drain_handle is None:
+            self._drain_handle = asyncio.get_running_loop().call_soon(self._drain)
+
+    @property
+    def backlogged(self) -> bool:
+        """The source should not be read now (a pull loop waits on ``room()``)."""
+        return len(self._inbox) > self.budget.limits.max_backlog
+
+    async def room(self) -> None:
+        while self.backlogged:
+            await asyncio.sleep(0.05)
+
+    def stop_ingest(self) -> None:
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+        self._inbox.clear()
+
+    def _pause_source(self, pause: bool) -> None:
+        src = self.source
+        if pause != self._paused and src is not None and src.transport is not None:
+            try:
+                (src.transport.pause_reading if pause else src.transport.resume_reading)()
+            except (AttributeError, RuntimeError):
+                pass
+        self._paused = pause
+
+    def _drain(self) -> None:
+        self._drain_handle = None
+        inbox, limits = self._inbox, self.budget.limits
+        piece = bytes(inbox[:limits.slice_bytes])
+        del inbox[:limits.slice_bytes]
         framer = self.framer
         bad_before = framer.bad_frames
-        good = framer.feed(data)  # complete frames whose CRC-24Q checks
+        began = time.perf_counter()
+        good = framer.feed(piece)  # complete frames whose CRC-24Q checks
+        wait = self.budget.charge(len(piece), time.perf_counter() - began)
         monitor = self.caster.monitor
         if framer.bad_frames != bad_before:
             monitor.track(self.sid).bad_frames += framer.bad_frames - bad_before
-        if not good:
-            return
+        if good:
+            self._forward(good)
+        if inbox:
+            loop = asyncio.get_running_loop()
+            self._drain_handle = loop.call_later(wait, self._drain) if wait else loop.call_soon(self._drain)
+        if self._paused and len(inbox) <= limits.max_backlog // 2:
+            self._pause_source(False)
+
+    def _forward(self, good: list[bytes]) -> None:
         if self.reframe:
             good = [reencode_arp(f, self.arp_ecef) if is_arp(f) else f for f in good]
         payload = good[0] if len(good) == 1 else b"".join(good)
@@ -104,9 +170,15 @@ class StationMount(Mountpoint):
         asyncio.get_running_loop().call_soon(self._decode, good, now)
 
     def _decode(self, frames: list[bytes], now: float) -> None:
-        observe = self.caster.monitor.observe
+        observe, budget = self.caster.monitor.observe, self.budget
         for f in frames:
-            observe(self.sid, f, now, crc_checked=True)
+            decode = budget.may_decode()
+            began = time.perf_counter()
+            observe(self.sid, f, now, crc_checked=True, decode=decode)
+            if decode:
+                budget.charge_decode(time.perf_counter() - began)
+            else:
+                budget.undecoded += 1
 
     # -- the fan-out feed ----------------------------------------------------------------------
     def broadcast(self, data: bytes) -> None:
