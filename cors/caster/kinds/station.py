@@ -55,8 +55,9 @@ class StationMount(Mountpoint):
     # -- the Mountpoint interface --------------------------------------------------------------
     def available(self) -> bool:
         """Up, with a source connected, and data within ``stale_after`` s: a new client gets a stream
-        now, not a 200 and then silence."""
-        if not self.up or (self.station.source_spec.kind == "push" and self.source is None):
+        now, not a 200 and then silence. On the bus the source may be on another node: fresh frames say so."""
+        local_push = self.station.source_spec.kind == "push" and self.caster.bus is None
+        if not self.up or (local_push and self.source is None):
             return False
         last = self.caster.monitor.track(self.sid).last_frame
         return last is not None and self.caster.monitor.clock() - last <= self.caster.stale_after
