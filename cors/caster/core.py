@@ -53,7 +53,7 @@ class Caster:
                  registry_poll_s: float = 2.0, reconnect_min_s: float = ntrip.RECONNECT_MIN_S,
                  reconnect_max_s: float = ntrip.RECONNECT_MAX_S,
                  rinex_speed: float = 1.0, fanout_threads: int | None = None,
-                 status_path=None, status_every_s: float = 2.0):
+                 status_path=None, status_every_s: float = 2.0, network=None):
         self.registry = registry
         self.tokens = tokens
         self.auth = ClientAuth(tokens)
@@ -74,6 +74,9 @@ class Caster:
         self.status_every_s = status_every_s
         self.fanout = FanoutPool(min(4, os.cpu_count() or 1) if fanout_threads is None else fanout_threads)
         self.mounts: dict[str, StationMount] = {}
+        # called as listener(station mount, its complete CRC-valid frames) on every ingest
+        self.frame_listeners: list = []
+        self.network_config = network  # kinds.network.NetworkConfig, or None: no network mountpoint
         self.virtual: dict[str, Mountpoint] = {}
         for cls in load_kinds().values():
             if not cls.per_station:

@@ -61,6 +61,8 @@ def write_status(caster, path) -> None:
     doc = {"generated": time.time(), "caster": {"host": caster.info.host, "port": caster.port,
                                                 "clients": caster.client_count()},
            "stations": status(caster)}
+    for mp in caster.virtual.values():
+        doc.update(mp.status_sections())
     # rewritten every 2 s: atomic for readers, no fsync needed
     write_atomic(path, json.dumps(doc), 0o644, fsync=False)
     write_atomic(path.with_suffix(".prom"), caster.metrics_text(), 0o644, fsync=False)

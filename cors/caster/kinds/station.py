@@ -80,6 +80,8 @@ class StationMount(Mountpoint):
             return
         payload = good[0] if len(good) == 1 else b"".join(good)
         self.broadcast(payload)
+        for listener in self.caster.frame_listeners:
+            listener(self, good)
         now = monitor.clock()
         st = monitor.track(self.sid, self.name)
         st.last_frame = now  # health is up to date before the (deferred) decode
