@@ -40,6 +40,22 @@ def _raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _network_config(stations, name, cell_m, move_m, atx):
+    """The network mountpoint's configuration from serve's options (None: no network mountpoint)."""
+    if stations is None:
+        return None
+    from cors.caster.kinds.network import NetworkConfig
+    from cors.errors import CorsError
+
+    ids = () if stations.strip().lower() == "all" else tuple(s.strip() for s in stations.split(",") if s.strip())
+    if stations.strip().lower() != "all" and len(ids) < 2:
+        raise click.BadParameter("a network needs two or more station ids", param_hint="--network-stations")
+    try:
+        return NetworkConfig(name=name, stations=ids, cell_m=cell_m, move_m=move_m, atx=atx)
+    except CorsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for the HTTP API and the caster.")
 @click.option("--port", default=8080, show_default=True, type=int, help="HTTP API port.")
@@ -49,13 +65,25 @@ def _raise_nofile() -> None:
               help="Seconds of silence before a station is marked down.")
 @click.option("--max-backlog", default=16384, show_default=True, type=int,
               help="Bytes queued for a client before it is dropped as too slow.")
+@click.option("--network-stations", default=None, metavar="ID,ID,...|all",
+              help="Run the network RTK mountpoint over these registry stations (all: every station).")
+@click.option("--network-mountpoint", default="VRS", show_default=True, help="Its mountpoint name.")
+@click.option("--network-cell-m", default=5000.0, show_default=True, type=float,
+              help="Grid cell (m): clients in one cell share one virtual station.")
+@click.option("--network-move-m", default=5000.0, show_default=True, type=float,
+              help="A client this far (m) from its virtual station gets a new one.")
+@click.option("--network-atx", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="ANTEX file with the stations' antenna models (by the registry's antenna type).")
 @click.option("-v", "--verbose", is_flag=True, help="Log connections and station changes.")
-def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose):
+def serve(host, port, ntrip_port, no_http, down_after, max_backlog, network_stations, network_mountpoint,
+          network_cell_m, network_move_m, network_atx, verbose):
     """Run the NTRIP caster (and the HTTP API when available)."""
     from cors.caster import Caster, CasterInfo, new_event_loop_policy
     from cors.stations import StationRegistry
     from tokens import TokenStore
 
+    network = _network_config(network_stations, network_mountpoint, network_cell_m, network_move_m,
+                              network_atx)
     _raise_nofile()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -68,7 +96,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, verbose):
     async def main():
         caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host),
                         down_after=down_after, max_backlog=max_backlog,
-                        status_path=state / "cors_status.json")
+                        status_path=state / "cors_status.json", network=network)
         await caster.start()
         click.echo(f"NTRIP caster on {host}:{caster.port} ({len(caster.mounts)} mountpoints)", err=True)
         if run_http is not None:

@@ -79,6 +79,61 @@ def _arps(frames) -> list[tuple[int, np.ndarray]]:
     return [(m.DF003, np.array([m.DF025, m.DF026, m.DF027])) for m in frames if m.identity == "1006"]
 
 
+def _decoded_epochs(data: bytes, time_hint) -> list[tuple[float, dict]]:
+    """A client's RTCM stream through RTKLIB's decoder: (GPS time, {sat: (L1, L2, P1, P2)}) per epoch."""
+    import pyrtklib as rtk
+
+    from cors.rtcm_encode import gtime_seconds
+
+    dec = rtk.rtcm_t()
+    rtk.init_rtcm(dec)
+    dec.time = time_hint
+    out = []
+    try:
+        for byte in data:
+            if rtk.input_rtcm3(dec, byte) == 1 and dec.obs.n > 0:
+                recs = [dec.obs.data[k] for k in range(dec.obs.n)]
+                out.append((round(gtime_seconds(recs[0].time), 3),
+                            {int(r.sat): (float(r.L[0]), float(r.L[1]), float(r.P[0]), float(r.P[1]))
+                             for r in recs}))
+    finally:
+        rtk.free_rtcm(dec)
+    return out
+
+
+def _same_as_post_processing(sites: dict, position, rover: "Rover") -> None:
+    """The caster's virtual observations = the post-processing engine's (RINEX in, same station
+    order) at the same position, epoch for epoch: up to whole cycles (MSM phase-range) and the
+    MSM7 resolution of two encodings."""
+    from cors.network.engine import NetworkEngine
+    from cors.rtcm_encode import gtime_seconds
+
+    ordered = [sites[n] for n in sorted(sites)]  # the caster orders its network by station id
+    data, _ = dechunk(rover.body[:rover.body.rfind(b"\r\n") + 2])
+    rt = dict(_decoded_epochs(data, ordered[0].source.obs.data[0].time))
+    assert len(rt) >= 3
+    engine = NetworkEngine(ordered, ordered[0].source.nav, integrity=False)
+    compared = 0
+    try:
+        for t in ordered[0].times[:EPOCHS]:
+            ep = engine.step(float(t), {s.name: s.epoch_records(t) for s in ordered})
+            got = rt.get(round(float(t), 3))
+            if got is None:
+                continue
+            ve = engine.virtual(ep, position)
+            want = {int(r.sat): (float(r.L[0]), float(r.L[1]), float(r.P[0]), float(r.P[1]))
+                    for r in ve.records}
+            assert set(got) == set(want), gtime_seconds(ve.records[0].time)
+            for sat in got:
+                cyc = np.subtract(got[sat][:2], want[sat][:2])
+                assert np.all(np.abs(cyc - np.round(cyc)) < 0.02), (t, sat, cyc)
+                assert np.allclose(got[sat][2:], want[sat][2:], atol=0.02), (t, sat)
+            compared += 1
+    finally:
+        engine.close()
+    assert compared == len(rt)
+
+
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_network_mountpoint_serves_virtual_stations_by_cell(tmp_path):
@@ -131,6 +186,8 @@ def test_network_mountpoint_serves_virtual_stations_by_cell(tmp_path):
         msm = [m for m in fa if m.identity == "1077"]
         assert len(msm) >= 3 and all(m.DF003 == arps_a[0][0] for m in msm)
         assert min(m.NSat for m in msm) >= 5
+
+        _same_as_post_processing(sites, _gga_ecef(lat, lon, h), a)
 
         # rover a drives 8 km north: beyond the move distance, it gets a new station and 1006
         moved = (lat + 0.072, lon, h)
