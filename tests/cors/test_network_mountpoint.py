@@ -209,3 +209,23 @@ def test_network_mountpoint_serves_virtual_stations_by_cell(tmp_path):
         for p in pushers:
             p.stop_event.set()
         c.stop()
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--network-stations", "MATA"], "--network-stations"),
+    (["--network-stations", "MATA,CREU", "--network-mountpoint", "NEAREST"], "NEAREST"),
+    (["--network-stations", "MATA,CREU", "--network-mountpoint", "MATA0"], "MATA0"),
+    (["--network-stations", "all", "--network-move-m", "0"], "move"),
+])
+def test_serve_rejects_a_bad_network_configuration(tmp_path, args, field):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "mapsvc", "serve", "--no-http", "--ntrip-port", "0", *args],
+                       capture_output=True, text=True, cwd=REPO, env={"MAPSVC_HOME": str(tmp_path),
+                                                                     "PATH": "/usr/bin:/bin",
+                                                                     "PYTHONPATH": str(REPO)},
+                       timeout=60)
+    assert r.returncode == 2 and field in r.stderr.strip().splitlines()[-1], r.stderr

@@ -51,12 +51,14 @@ class NetworkConfig:
     integrity: bool = True
 
     def __post_init__(self):
+        from cors.caster.kinds.nearest import NEAREST
         from cors.network.interpolate import METHODS
         from cors.stations import RESERVED_MOUNTPOINTS
 
-        if self.name.upper() not in RESERVED_MOUNTPOINTS:
-            raise CorsError(f"network mountpoint {self.name!r}: use a reserved name "
-                            f"({', '.join(sorted(RESERVED_MOUNTPOINTS))}) so no station can take it")
+        free = sorted(RESERVED_MOUNTPOINTS - {NEAREST})
+        if self.name.upper() not in free:
+            raise CorsError(f"network mountpoint {self.name!r}: use a reserved name ({', '.join(free)}) "
+                            "so no station or other kind can take it")
         if self.cell_m <= 0 or self.move_m <= 0:
             raise CorsError("network cell and move distances must be > 0 m")
         if self.method not in METHODS:
