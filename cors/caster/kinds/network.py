@@ -63,6 +63,12 @@ class NetworkConfig:
             raise CorsError("network cell and move distances must be > 0 m")
         if self.method not in METHODS:
             raise CorsError(f"network interpolation {self.method!r}: one of {', '.join(METHODS)}")
+        if self.atx:
+            from cors.network.sites import _antenna_file
+
+            # an unreadable ANTEX file fails here, not later inside the running caster
+            if _antenna_file(str(self.atx)).n == 0:
+                raise CorsError(f"{self.atx}: no antenna models in it (not an ANTEX file?)")
 
 
 def _msg_type(frame: bytes) -> int:
@@ -104,6 +110,7 @@ class NetworkMount(Mountpoint):
         self.clients: dict = {}  # conn -> last usable GGA
         self.cells: dict[tuple[int, int], CellFeed] = {}
         self.sites: list | None = None  # network sites (None: fewer than two stations)
+        self._site_ids: frozenset = frozenset()
         self._sites_key = None
         self.service = None
         self._nav = None       # rtcm_t whose nav_t gathers the stations' ephemerides
@@ -181,14 +188,14 @@ class NetworkMount(Mountpoint):
         self._sites_key = key
         self._stop()
         if len(mounts) < 2:
-            self.sites = None
+            self.sites, self._site_ids = None, frozenset()
             return
         sites = []
         for m in mounts:
             site = Site(m.sid, np.array(m.station.ecef, dtype=float), antenna=m.station.antenna)
             site.pcv = antenna_model(self.config.atx, m.station.antenna, None)
             sites.append(site)
-        self.sites = sites
+        self.sites, self._site_ids = sites, frozenset(s.name for s in sites)
         log.info("network mountpoint %s over %s", self.name, ", ".join(s.name for s in sites))
 
     def _stop(self) -> None:
@@ -207,7 +214,7 @@ class NetworkMount(Mountpoint):
 
     def on_frames(self, mount, frames: Sequence[bytes]) -> None:
         """The station frame hook: queue, and process after the station's own fan-out."""
-        if self.sites is None or not any(s.name == mount.sid for s in self.sites):
+        if mount.sid not in self._site_ids:
             return
         self._queue.append((mount.sid, list(frames)))
         if not self._scheduled:
