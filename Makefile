@@ -8,12 +8,15 @@ PIP := $(VENV)/bin/pip
 MAPSVC_HOME ?= $(CURDIR)/var
 export MAPSVC_HOME
 # Debian packages the project needs at run time and to build GDAL's Python bindings.
-APT_PACKAGES := libgdal-dev gdal-bin rtklib python3-dev build-essential nginx wrk fonts-wqy-zenhei time
+APT_PACKAGES := libgdal-dev gdal-bin rtklib python3-dev build-essential nginx wrk fonts-wqy-zenhei time \
+	chromium chromium-driver
 STAMP := $(VENV)/.installed
+# the web console's browser assets (MapLibre GL JS), pinned by package-lock.json; npm writes this file on install
+NPM_STAMP := node_modules/.package-lock.json
 
 .PHONY: setup apt venv demo test fuzz bench clean
 
-setup: apt $(STAMP)
+setup: apt $(STAMP) $(NPM_STAMP)
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -34,6 +37,14 @@ $(STAMP): setup.cfg pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e ".[test]"
 	touch $(STAMP)
 
+# npm comes with Debian's nodejs/npm packages (or NodeSource's nodejs, which includes it): installed only when
+# there is no npm, so an existing Node.js is never replaced.
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "installing Debian packages: nodejs npm"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(NPM_STAMP)
+
 demo: setup
 	$(VENV)/bin/mapsvc demo
 
@@ -48,4 +59,4 @@ bench: setup
 	$(VENV)/bin/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info node_modules

@@ -1,7 +1,8 @@
 """Tile GET throughput and latency (wrk, 32 connections) of `mapsvc serve`'s HTTP API, beside its peers.
 
 Same run, same tiles (the largest shared Lanelet2 map, published at level 15 for more tiles):
-- mapsvc: the real API under gunicorn (auth, ETag, access log, rate limit on), default gunicorn settings;
+- mapsvc: the real API under gunicorn (auth, ETag, access log, rate limit on), default gunicorn settings
+  (gevent workers, mapsvc/http_worker.py); beside it the same API on the gthread workers used before issue 14;
 - bare Flask: a Flask app returning the same bytes from memory, under the same gunicorn settings;
 - nginx static: nginx serving the exported tile files;
 - nginx secure_link: the documented production layout (docs/serving.md) -- nginx serves the content-addressed
@@ -33,6 +34,8 @@ CONNECTIONS = 32
 WRK_THREADS = 2
 ROUNDS = 5
 PROD = "nginx secure_link (production layout)"
+GTHREAD = "mapsvc on gthread (before issue 14)"
+GTHREAD_OPTIONS = {"worker_class": "gthread", "threads": 4}
 
 LUA = r"""
 local paths = {}
@@ -212,18 +215,22 @@ def run() -> dict:
         ids = [t["id"] for t in manifest["tiles"]]
         targets = {}  # peer -> (base URL, paths, auth header)
 
-        # mapsvc under gunicorn, as `mapsvc serve` runs it; rate limit on (high budget), access log to a file
-        port = _free_port()
+        # mapsvc under gunicorn, as `mapsvc serve` runs it; rate limit on (high budget), access log to a file.
+        # Beside it, the same API on the gthread workers it used before issue 14 (what the slowloris-proof
+        # worker costs, measured in the same run).
         api_env = {**env, "MAPSVC_RATE_LIMIT": "100000000 per minute", "MAPSVC_ACCESS_LOG": "1",
                    "MAPSVC_ACCESS_LOG_FILE": str(tmp / "mapsvc-access.log")}
-        p = subprocess.Popen([sys.executable, "-m", "mapsvc.http", "--port", str(port), "--workers", str(workers)],
-                             env=api_env, cwd=REPO, stderr=subprocess.DEVNULL)
-        procs.append(p)
-        _wait_http(f"http://127.0.0.1:{port}/v1/health", p)
-        check = requests.get(f"http://127.0.0.1:{port}/v1/releases/bench/tiles/{ids[0]}",
-                             headers={"Authorization": f"Bearer {token}"}, timeout=5)
-        assert check.status_code == 200 and check.headers["ETag"] == f'"{manifest["tiles"][0]["sha256"]}"'
-        targets["mapsvc"] = (f"http://127.0.0.1:{port}", [f"/v1/releases/bench/tiles/{i}" for i in ids],
+        for name, options in (("mapsvc", {}), (GTHREAD, GTHREAD_OPTIONS)):
+            port = _free_port()
+            p = subprocess.Popen([sys.executable, "-m", "mapsvc.http", "--port", str(port), "--workers",
+                                  str(workers), "--options", json.dumps(options)],
+                                 env=api_env, cwd=REPO, stderr=subprocess.DEVNULL)
+            procs.append(p)
+            _wait_http(f"http://127.0.0.1:{port}/v1/health", p)
+            check = requests.get(f"http://127.0.0.1:{port}/v1/releases/bench/tiles/{ids[0]}",
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=5)
+            assert check.status_code == 200 and check.headers["ETag"] == f'"{manifest["tiles"][0]["sha256"]}"'
+            targets[name] = (f"http://127.0.0.1:{port}", [f"/v1/releases/bench/tiles/{i}" for i in ids],
                              f"Bearer {token}")
 
         # bare Flask, same gunicorn settings, bytes from memory
@@ -291,7 +298,9 @@ def run() -> dict:
         "notes": [f"{k}: {'met' if v else 'NOT met'}" for k, v in checks.items()]
         + [f"median of rounds: mapsvc {api['x_bare_flask_median']:.2f}x bare Flask, {api['x_nginx_median']:.3f}x nginx; "
            f"secure_link {prod['x_nginx_median']:.2f}x nginx"]
-        + [f"gunicorn: {workers} gthread workers (mapsvc.http defaults) for mapsvc and bare Flask; "
+        + [f"mapsvc on gevent is {api['req_per_s'] / by[GTHREAD]['req_per_s']:.2f}x the same API on gthread "
+           f"(median {api['median_req_per_s'] / by[GTHREAD]['median_req_per_s']:.2f}x)"]
+        + [f"gunicorn: {workers} gevent workers (mapsvc.http defaults) for mapsvc and bare Flask; "
            f"nginx worker_processes {workers}; wrk -t{WRK_THREADS}; all on the same {os.cpu_count()}-core machine",
            "mapsvc: bearer-token auth, rate limit (memory storage), ETag, access log to a file all enabled"],
     }

@@ -66,7 +66,9 @@ def run_report_demo(release: str) -> dict:
     outputs = {fmt: render(report, fmt, "zh" if fmt == "pdf" else "en") for fmt in ("json", "html", "pdf")}
     for fmt, data in outputs.items():
         write_atomic(out / f"report.{fmt}", data)
-    store.add_attachment(release, "report.json", outputs["json"], False)
+    from mapsvc.reports import store_report
+
+    store_report(store, release, outputs["json"], {("html", "en"): outputs["html"], ("pdf", "zh"): outputs["pdf"]})
     v = report["verdict"]
     click.echo(f"    {v['result']}: score {v['score']}, grade {v['grade']} (an illustrative map has no map-review "
                f"number, so the report cannot pass; see report.html)")
@@ -82,6 +84,8 @@ def run_demo(serve: bool = False) -> dict:
     rtk = run_rtk_demo(home(), speed=20.0)
     result["rtk"] = {k: v for k, v in rtk.items() if k in ("summary", "epochs", "fix_rate", "seconds")}
     click.echo("done: " + json.dumps(result, default=str))
+    click.echo("web console: http://127.0.0.1:8080/  (while `mapsvc serve` runs; sign in with a token from "
+               "`.venv/bin/mapsvc tokens create --role surveyor`)")
     if serve:
         click.echo("starting the service (Ctrl-C stops it): mapsvc serve")
         from click import get_current_context

@@ -18,10 +18,11 @@ import threading
 
 from gunicorn.app.base import BaseApplication
 
-# gthread: keep-alive connections (vehicles fetch many tiles in a row) served by a few threads per worker.
+# One greenlet per connection (mapsvc/http_worker.py says why, with the measurements): a slow or idle socket
+# holds no thread, and ``keepalive`` bounds both the wait between requests and the whole header read.
 GUNICORN_DEFAULTS = {
-    "worker_class": "gthread",
-    "threads": 4,
+    "worker_class": "mapsvc.http_worker.MapsvcWorker",
+    "worker_connections": 1000,
     "keepalive": 5,
     "timeout": 30,
     "graceful_timeout": 10,
@@ -35,8 +36,8 @@ GUNICORN_DEFAULTS = {
 
 
 def default_workers() -> int:
-    """One gthread worker per core (at least 2): measured faster than 2 per core on a 2-core machine, where
-    more processes only add GIL hand-offs and context switches (benchmarks/bench_http.py)."""
+    """One worker per core (at least 2): measured faster than 2 per core on a 2-core machine, where more
+    processes only add context switches (benchmarks/bench_http.py)."""
     return max(2, min(8, os.cpu_count() or 1))
 
 

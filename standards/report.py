@@ -39,6 +39,13 @@ def messages(lang: str) -> dict:
         return yaml.safe_load(f)
 
 
+def attachment_name(fmt: str, lang: str = "en") -> str:
+    """The release attachment a rendered report is stored as: report.json (language-free), report.LANG.FMT."""
+    if fmt not in FORMATS:
+        raise StandardsError(f"report format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return "report.json" if fmt == "json" else f"report.{language(lang)}.{fmt}"
+
+
 def render(report: dict, fmt: str, lang: str = "en") -> bytes:
     if fmt not in FORMATS:
         raise StandardsError(f"report format {fmt!r}: choose one of {', '.join(FORMATS)}")

@@ -189,6 +189,35 @@ def tiles_for_bbox(west: float, south: float, east: float, north: float, level: 
     return tiles_for_nds_bbox(int(x0), int(y0), int(x1), int(y1), level)
 
 
+def lon_ranges(west: float, east: float) -> list[tuple[float, float]]:
+    """A box's longitude span as ranges within -180..180: west > east means the box crosses the antimeridian
+    (as in GeoJSON, RFC 7946 section 5.2), split into [west, 180] and [-180, east]."""
+    return [(west, east)] if west <= east else [(west, 180.0), (-180.0, east)]
+
+
+def geodesic_circle(lon: float, lat: float, radius_m: float, points: int = 72):
+    """The area within ``radius_m`` metres (WGS-84 geodesic, pyproj) of a point, as a shapely (multi)polygon in
+    lon/lat degrees within -180..180: split at the antimeridian, and a polar cap when it holds a pole."""
+    import shapely
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    az = np.linspace(0.0, 360.0, points, endpoint=False)
+    plon, plat, _ = geod.fwd(np.full(points, lon), np.full(points, lat), az, np.full(points, radius_m))
+    for pole in (90.0, -90.0):
+        if geod.inv(lon, lat, lon, pole)[2] <= radius_m:  # every longitude, from the ring's far edge to the pole
+            edge = float(plat.min() if pole > 0 else plat.max())
+            return shapely.box(-180.0, min(edge, pole), 180.0, max(edge, pole))
+    # pyproj wraps longitudes into -180..180; unwrapped around the centre the ring stays one simple polygon,
+    # and its copies shifted by one turn bring back the parts beyond +-180
+    plon = lon + (plon - lon + 180.0) % 360.0 - 180.0
+    ring = shapely.Polygon(np.column_stack([plon, plat]))
+    world = shapely.box(-180.0, -90.0, 180.0, 90.0)
+    parts = [shapely.intersection(shapely.transform(ring, lambda xy, dx=dx: xy + (dx, 0.0)), world)
+             for dx in (-360.0, 0.0, 360.0)]
+    return shapely.union_all([p for p in parts if not p.is_empty])
+
+
 def tiles_for_geometry(geom, level: int = DEFAULT_LEVEL) -> list[int]:
     """Tiles a shapely geometry (lon/lat) touches: bbox candidates, then an exact intersects test."""
     import shapely

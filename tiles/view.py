@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tiles.grid import tile_bboxes
+from tiles.grid import geodesic_circle, lon_ranges, tile_bboxes
 from tiles.store import content_key
 
 
@@ -61,21 +61,24 @@ class ReleaseView:
         return tile_bboxes(self.ids) if len(self.ids) else np.zeros((0, 4))
 
     def in_bbox(self, west: float, south: float, east: float, north: float) -> list[int]:
-        """Rows of tiles touching the box, with the grid's floor rule (a tile is [west, east) x [south, north))."""
+        """Rows of tiles touching the box, with the grid's floor rule (a tile is [west, east) x [south, north)).
+        west > east: the box crosses the antimeridian."""
         b = self.bboxes
-        mask = (b[:, 0] <= east) & (b[:, 2] > west) & (b[:, 1] <= north) & (b[:, 3] > south)
-        return np.flatnonzero(mask).tolist()
+        mask = (b[:, 1] <= north) & (b[:, 3] > south)
+        across = np.zeros(len(b), dtype=bool)
+        for w, e in lon_ranges(west, east):
+            across |= (b[:, 0] <= e) & (b[:, 2] > w)
+        return np.flatnonzero(mask & across).tolist()
 
     def in_circle(self, lat: float, lon: float, radius_m: float) -> list[int]:
-        """Rows of tiles touching a geodesic circle (polygon of 72 points from pyproj's Geod, vectorised)."""
+        """Rows of tiles touching a geodesic circle (tiles.grid.geodesic_circle: wraps at +-180, covers poles)."""
         import shapely
-        from pyproj import Geod
 
-        az = np.linspace(0.0, 360.0, 72, endpoint=False)
-        plon, plat, _ = Geod(ellps="WGS84").fwd(np.full(72, lon), np.full(72, lat), az, np.full(72, radius_m))
-        circle = shapely.Polygon(np.column_stack([plon, plat]))
         if self._boxes is None:
             b = self.bboxes
             self._boxes = shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
-        hit = shapely.intersects(self._boxes, circle) | shapely.contains_xy(self._boxes, lon, lat)
+        hit = shapely.intersects(self._boxes, geodesic_circle(lon, lat, radius_m))
+        # the centre's own tile, by the grid's floor rule (lon +180 is the tile at -180)
+        b, x = self.bboxes, (lon + 180.0) % 360.0 - 180.0
+        hit |= (b[:, 0] <= x) & (x < b[:, 2]) & (b[:, 1] <= lat) & (lat < b[:, 3])
         return np.flatnonzero(hit).tolist()

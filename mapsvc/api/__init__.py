@@ -19,7 +19,7 @@ UNLIMITED_ENDPOINTS = frozenset({"meta.health"})
 
 
 def create_app(config: dict | None = None) -> Flask:
-    from mapsvc.api import meta, problems, ratelimit, releases, stations
+    from mapsvc.api import console, geojson, meta, problems, ratelimit, releases, stations
     from mapsvc.api.auth import TokenSource, current_token, rate_key
     from mapsvc.api.catalogue import Catalogue
     from mapsvc.api.problems import Problem
@@ -66,6 +66,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(releases.bp, url_prefix="/v1")
     app.register_blueprint(meta.bp, url_prefix="/v1")
     app.register_blueprint(stations.bp, url_prefix="/v1")
+    app.register_blueprint(geojson.bp, url_prefix="/v1")
+    app.register_blueprint(console.bp)
     if cfg["FAST_TILE_PATH"] and cfg["RATE_LIMIT_ENGINE"] != "flask-limiter":
         from mapsvc.api.fastpath import TileFastPath
 

@@ -20,6 +20,9 @@ PERMISSIONS = {
     "read_reports": ("surveyor", "admin"),
     "read_stations": ("vehicle", "producer", "surveyor", "admin"),
     "read_metrics": ("admin",),
+    "read_identity": ("vehicle", "producer", "surveyor", "admin"),
+    "use_console": ("producer", "surveyor", "admin"),
+    "read_precise_positions": ("admin",),  # below admin, station positions are rounded to 0.01 degree
 }
 _MAX_TOKEN = 512
 _CHALLENGE = 'Bearer realm="mapsvc"'

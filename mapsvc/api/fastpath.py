@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 
 from werkzeug.wsgi import FileWrapper
 
 from mapsvc.api.auth import PERMISSIONS
-from mapsvc.api.releases import TILE_CACHE, not_modified
+from mapsvc.api.releases import TILE_CACHE, TILE_ID, not_modified
 
-_TILE_ID = re.compile(r"-?[0-9]{1,10}")
 _PREFIX = "/v1/releases/"
 
 
@@ -57,7 +55,7 @@ class TileFastPath:
         view = self.catalogue._views.get(release)
         if view is None:
             return None  # first request for a release: Flask loads (or rejects) it
-        row = view.index.get(int(tile_id)) if _TILE_ID.fullmatch(tile_id) else None
+        row = view.index.get(int(tile_id)) if TILE_ID.fullmatch(tile_id) else None
         if row is None:
             return None
         if self.limiter is not None and not self.limiter.allow(f"token:{rec.name}"):

@@ -62,6 +62,12 @@ def spec() -> dict:
             "/v1/metrics": {"get": _op("Prometheus metrics of the stations (admin)", {"200": {
                 "description": "Prometheus text format",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}, *_AUTH)},
+            "/v1/whoami": {"get": _op("The caller's token name, role and permissions (the console's sign-in)",
+                                      _json_ok(ref("WhoAmI")), *_AUTH)},
+            "/v1/console/releases": {"get": _op(
+                "Releases as the web console lists them: signature check, frame, offset provider, report verdict "
+                "and grade (producers, surveyors, admins)", _json_ok(ref("ConsoleReleases")), *_AUTH)},
+            **_console_pages(),
             "/v1/releases/latest": {"get": _op("The newest release", _json_ok(ref("Release")), *_AUTH)},
             "/v1/releases/{release}": {"get": _op(
                 "The release manifest (canonical bytes, as signed)",
@@ -73,7 +79,8 @@ def spec() -> dict:
             "/v1/releases/{release}/tiles": {"get": _op(
                 "Tiles of the release in an area: bbox, or lat/lon/radius_m", _json_ok(ref("TileList")), *_AUTH,
                 params=[_RELEASE,
-                        _q("bbox", {"type": "string", "pattern": "^[^,]+,[^,]+,[^,]+,[^,]+$"}, "west,south,east,north"),
+                        _q("bbox", {"type": "string", "pattern": "^[^,]+,[^,]+,[^,]+,[^,]+$"},
+                           "west,south,east,north (west > east: the box crosses the antimeridian)"),
                         _q("lat", {"type": "number", "minimum": -90, "maximum": 90}),
                         _q("lon", {"type": "number", "minimum": -180, "maximum": 180}),
                         _q("radius_m", {"type": "number", "minimum": 0})])},
@@ -87,6 +94,15 @@ def spec() -> dict:
                 *_AUTH, 503, params=[_RELEASE, _TILE_ID, _inm(),
                                      _q("redirect", {"type": "string", "enum": ["1", "true"]},
                                         "answer with a redirect to a signed URL (nginx secure_link)")])},
+            "/v1/releases/{release}/tiles/{tile_id}.geojson": {"get": _op(
+                "One tile as GeoJSON in the release's published frame: lanelets (polygons), areas, line strings "
+                "(bounds, stop lines, ...) and regulatory elements; properties: id, type and the OSM tags",
+                {"200": {"description": "The tile's features (gzip'd when the client accepts it)",
+                         "headers": {"ETag": {"schema": {"type": "string"},
+                                              "description": "quoted sha256 of the tile (as for the tile)"}},
+                         "content": {"application/geo+json": {"schema": ref("TileGeoJSON")}}},
+                 "304": {"description": "Not Modified"}},
+                *_AUTH, 503, params=[_RELEASE, _TILE_ID, _inm()])},
             "/v1/releases/{release}/tiles/{tile_id}/rasters/{layer}": {"get": _op(
                 "One raster layer of a tile (e.g. ground elevation, intensity): a cloud-optimised GeoTIFF in "
                 "EPSG:4326 covering the tile, desensitised like the vectors; the manifest lists its sha256",
@@ -137,6 +153,31 @@ def spec() -> dict:
                     "bytes": {"type": "integer"},
                     "rasters": {"type": "object", "description": "per-tile raster layers by name (manifest only)",
                                 "additionalProperties": ref("TileRaster")}}},
+                "TileGeoJSON": {"type": "object", "required": ["type", "features"], "properties": {
+                    "type": {"const": "FeatureCollection"},
+                    "features": {"type": "array", "items": {
+                        "type": "object", "required": ["type", "geometry", "properties"], "properties": {
+                            "type": {"const": "Feature"}, "geometry": {"type": "object"},
+                            "properties": {"type": "object", "required": ["id", "type", "tags"], "properties": {
+                                "id": {"type": "integer"},
+                                "type": {"enum": ["lanelet", "area", "line_string", "regulatory_element"]},
+                                "tags": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}},
+                "WhoAmI": {"type": "object", "required": ["name", "role", "permissions", "console"], "properties": {
+                    "name": {"type": "string"}, "role": {"type": "string"}, "console": {"type": "boolean"},
+                    "permissions": {"type": "array", "items": {"type": "string"}}}},
+                "ConsoleReleases": {"type": "object", "properties": {"releases": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "tiles", "signature", "report"], "properties": {
+                        "name": {"type": "string"}, "created": {"type": "string"}, "level": {"type": "integer"},
+                        "tiles": {"type": "integer"}, "bytes": {"type": "integer"},
+                        "manifest_sha256": {"type": "string"},
+                        "signature": {"type": "object", "properties": {
+                            "verified": {"type": "boolean"}, "key_id": {"type": ["string", "null"]},
+                            "detail": {"type": "string"}}},
+                        "frame": {"type": ["string", "null"]}, "offset_provider": {"type": ["string", "null"]},
+                        "report": {"type": ["object", "null"], "properties": {
+                            "result": {"type": ["string", "null"]}, "grade": {"type": ["string", "null"]},
+                            "score": {"type": ["number", "null"]},
+                            "findings": {"type": "object", "additionalProperties": {"type": "integer"}}}}}}}}},
                 "TileRaster": {"type": "object", "required": ["sha256", "bytes", "path"], "properties": {
                     "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "bytes": {"type": "integer"},
                     "path": {"type": "string"}}},
@@ -162,6 +203,24 @@ def spec() -> dict:
             },
         },
     }
+
+
+def _console_pages() -> dict:
+    """The web console: HTML pages (one shell; data comes from /v1 with the token the page signs in with) and
+    its assets (MapLibre GL JS from the npm package installed by `make setup`)."""
+    html = {"200": {"description": "The console page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    name = lambda n: {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}  # noqa: E731
+    pages = {"/": [], "/releases": [], "/releases/{release}": [_RELEASE], "/releases/{release}/report": [_RELEASE],
+             "/releases/{a}/diff/{b}": [name("a"), name("b")], "/stations": []}
+    out = {path: {"get": _op("Web console page", html, 414, 429, params=params, secured=False)}
+           for path, params in pages.items()}
+    out["/console/{asset}"] = {"get": _op(
+        "A console asset (app.js, app.css, maplibre-gl.js, maplibre-gl-worker.js, maplibre-gl.css, "
+        "maplibre-gl-LICENSE.txt)", {"200": {"description": "The asset", "content": {
+            "text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}}}}}, 404, 414, 429, 503, params=[name("asset")],
+        secured=False)}
+    return out
 
 
 def _q(name: str, schema: dict, desc: str = "") -> dict:

@@ -25,9 +25,10 @@ from mapsvc.errors import USER_ERRORS
 bp = Blueprint("releases", __name__)
 log = logging.getLogger("mapsvc.api")
 TILE_CACHE = "public, max-age=31536000, immutable"  # tiles are content-addressed: a URL's bytes never change
-_TILE_ID = re.compile(r"^-?[0-9]{1,10}$")
-_LANG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
-_FLOAT = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$")
+# Names and numbers from URLs are checked with fullmatch only: `$` would also accept a trailing newline.
+TILE_ID = re.compile(r"-?[0-9]{1,10}")
+_LANG = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?")
+_FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
 
 
 def not_modified(environ, sha: str) -> bool:
@@ -66,7 +67,7 @@ def _float_arg(name: str, lo: float, hi: float) -> float:
 
 
 def _tile_id(raw: str) -> int:
-    if not _TILE_ID.fullmatch(raw):
+    if not TILE_ID.fullmatch(raw):
         raise Problem(400, "Bad Request", "tile id must be an NDS packed tile id (an integer)")
     tid = int(raw)
     if not is_valid_tile(tid):
@@ -91,9 +92,11 @@ def _area_rows(view) -> tuple[list[int], dict]:
         if len(parts) != 4 or any(len(p) > 32 or not _FLOAT.fullmatch(p.strip()) for p in parts):
             raise Problem(400, "Bad Request", "bbox must be four numbers: west,south,east,north")
         w, s, e, n = (float(p) for p in parts)
-        if not all(math.isfinite(v) for v in (w, s, e, n)) or not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
-            raise Problem(400, "Bad Request", "bbox must be west<=east in -180..180 and south<=north in -90..90")
-        if e - w > cfg["MAX_BBOX_DEG"] or n - s > cfg["MAX_BBOX_DEG"]:
+        if not all(math.isfinite(v) for v in (w, s, e, n)) or not (
+                -180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
+            raise Problem(400, "Bad Request", "bbox must be west,east in -180..180 (west > east crosses the "
+                                              "antimeridian) and south<=north in -90..90")
+        if (e - w if w <= e else e - w + 360.0) > cfg["MAX_BBOX_DEG"] or n - s > cfg["MAX_BBOX_DEG"]:
             raise Problem(400, "Bad Request", f"bbox larger than {cfg['MAX_BBOX_DEG']} degrees")
         return view.in_bbox(w, s, e, n), {"bbox": [w, s, e, n]}
     if {"lat", "lon", "radius_m"} <= set(args):
@@ -137,7 +140,7 @@ def signature(release):
 def tile(release, tile_id):
     ext = _ext()
     view = ext["catalogue"].release(release)
-    row = view.index.get(int(tile_id)) if _TILE_ID.fullmatch(tile_id) else None
+    row = view.index.get(int(tile_id)) if TILE_ID.fullmatch(tile_id) else None
     if row is None:
         tid = _tile_id(tile_id)
         raise Problem(404, "Not Found", f"release {release!r} has no tile {tid}")
@@ -266,7 +269,10 @@ REPORT_TYPES = {"json": "application/json", "html": "text/html", "pdf": "applica
 @bp.get("/releases/<release>/report")
 @requires("read_reports")
 def report(release):
-    """The release's quality report, rendered by standards.report (thin: this route only picks the format)."""
+    """The release's quality report as stored when it was made (mapsvc.reports): serving is a read, never a
+    rendering, so report downloads cannot take CPU from tile requests."""
+    from standards.report import attachment_name
+
     fmt = request.args.get("format")
     if fmt is None:
         best = request.accept_mimetypes.best_match(list(REPORT_TYPES.values()), default="application/json")
@@ -276,15 +282,15 @@ def report(release):
     lang = request.args.get("lang") or next(iter(request.accept_languages.values()), "en")
     if not _LANG.fullmatch(lang):
         raise Problem(400, "Bad Request", "lang must be a language tag such as en or zh-CN")
-    data = _ext()["catalogue"].attachment(release, "report.json")
     try:
-        from standards.report import render
-    except ImportError:
-        render = None
-    if data is None or render is None:
-        raise Problem(404, "Not Found", f"release {release!r} has no quality report")
-    try:
-        body = render(json.loads(data), fmt, lang)
-    except USER_ERRORS as exc:  # e.g. a language the report renderer does not have
+        key = attachment_name(fmt, lang)
+    except USER_ERRORS as exc:  # a language the reports are not rendered in
         raise Problem(400, "Bad Request", str(exc)) from None
-    return Response(body, mimetype=REPORT_TYPES[fmt])
+    cat = _ext()["catalogue"]
+    data = cat.attachment(release, key)
+    if data is None:
+        if fmt != "json" and cat.attachment(release, attachment_name("json")) is not None:
+            raise Problem(404, "Not Found", f"release {release!r} has no {fmt} report rendered in {lang!r}; "
+                          "`mapsvc check --release` renders the missing ones")
+        raise Problem(404, "Not Found", f"release {release!r} has no quality report")
+    return Response(data, mimetype=REPORT_TYPES[fmt], headers={"Cache-Control": "no-cache"})

@@ -44,7 +44,6 @@ def check(map_path, release, report_dir, reference, checkpoints, metadata, lang,
     if release:
         from mapsvc.commands.maps import store_url
         from tiles import open_store
-        from tiles.errors import StoreError
 
         store = open_store(store_url())
         report = check_release(store, release, home(), reference=reference, checkpoints=checkpoints, metadata=md)
@@ -55,10 +54,13 @@ def check(map_path, release, report_dir, reference, checkpoints, metadata, lang,
     for fmt, data in outputs.items():
         write_atomic(Path(report_dir) / f"report.{fmt}", data)
     if release:
-        try:
-            store.add_attachment(release, "report.json", outputs["json"], False)
-        except StoreError as exc:  # reports are immutable once stored, like the release
-            click.echo(f"mapsvc: note: {exc}; the stored report was kept", err=True)
+        from mapsvc.reports import store_report
+
+        # JSON, HTML and PDF in every language, rendered now so that serving one is a read
+        added = store_report(store, release, outputs["json"], {(f, lang): outputs[f] for f in ("html", "pdf")})
+        if not added["report.json"]:  # reports are immutable once stored, like the release
+            click.echo(f"mapsvc: note: release {release!r} already has a report; the stored report was kept",
+                       err=True)
     v = report["verdict"]
     n = sum(1 for f in report["findings"] if f["severity"] != "info")
     click.echo(f"{v['result'].upper()}: score {v['score']}, grade {v['grade']}, {n} findings "

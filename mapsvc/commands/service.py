@@ -102,7 +102,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, network_stat
         if run_http is not None:
             # the HTTP app (gunicorn/Flask) runs beside the event loop and reads the caster's status
             threading.Thread(target=run_http, args=(host, port, caster), daemon=True).start()
-            click.echo(f"HTTP API on {host}:{port}", err=True)
+            click.echo(f"HTTP API on {host}:{port}; web console at http://{host}:{port}/", err=True)
         # SIGINT/SIGTERM stop the caster cleanly (chunked streams closed, final status written),
         # also when started in the background where SIGINT arrives ignored
         stop = asyncio.Event()

@@ -127,3 +127,20 @@ def assert_problem(resp, status: int | tuple):
     body = resp.json()
     assert body["status"] == resp.status_code and body["title"]
     return body
+
+
+def stored_report(store, release: str = "r1") -> dict:
+    """The release's real report, stored with its renderings as `mapsvc check --release` stores it."""
+    import json
+
+    from mapsvc.reports import report_attachments, store_report
+    from standards import check_release
+    from tiles.errors import StoreError
+
+    try:
+        for key, _, _ in report_attachments():
+            store.attachment(release, key)
+    except StoreError:
+        report = check_release(store, release, store.root.parent)
+        store_report(store, release, json.dumps(report).encode())
+    return {key: store.attachment(release, key) for key, _, _ in report_attachments()}

@@ -1,0 +1,1 @@
+"""The web console's page and browser code (served by :mod:`mapsvc.api.console`)."""
