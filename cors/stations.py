@@ -24,7 +24,7 @@ from cors.geodesy import ecef_to_geodetic
 # fullmatch everywhere: re.match(... $) would accept a trailing newline
 MOUNTPOINT = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 STATION_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-RESERVED_MOUNTPOINTS = frozenset({"NEAREST"})
+RESERVED_MOUNTPOINTS = frozenset({"NEAREST", "VRS"})
 # Earth's ECEF radius spans ~6.357-6.378 Mm; allow mountains and a margin, reject obvious typos.
 _ECEF_RADIUS_RANGE = (6.30e6, 6.42e6)
 

@@ -62,7 +62,7 @@ class Caster:
                  ingest_limits: IngestLimits | None = None,
                  max_streams_per_token: int = 16, auth_free_failures: int = 5, auth_backoff_s: float = 1.0,
                  auth_backoff_max_s: float = 300.0, gga_min_interval_s: float = 1.0,
-                 nearest_min_dwell_s: float = 30.0):
+                 nearest_min_dwell_s: float = 30.0, network=None):
         self.registry = registry
         self.tokens = tokens
         self.bus = bus          # cors.bus.RedisBus, or None: fan-out within this process only
@@ -92,6 +92,9 @@ class Caster:
         self.status_every_s = status_every_s
         self.fanout = FanoutPool(min(4, os.cpu_count() or 1) if fanout_threads is None else fanout_threads)
         self.mounts: dict[str, StationMount] = {}
+        # called as listener(station mount, its complete CRC-valid frames) on every ingest
+        self.frame_listeners: list = []
+        self.network_config = network  # kinds.network.NetworkConfig, or None: no network mountpoint
         self.virtual: dict[str, Mountpoint] = {}
         for cls in load_kinds().values():
             if not cls.per_station:

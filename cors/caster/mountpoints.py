@@ -17,6 +17,7 @@ new module). What a kind provides:
   object with ``name``, ``add_client``, ``remove_client``, ``send_to`` and ``last_arp``).
 - ``str_record()``: its sourcetable STR row (``cors.ntrip.str_record``), or None to stay unlisted.
 - ``client_count()``: for status and the ``ntrip_clients`` metric.
+- ``status_sections()``: extra top-level blocks of the caster's status document (``{"network": ...}``).
 - ``station_up(mount)`` / ``station_down(mount)`` / ``stations_changed()``: station events.
 """
 from __future__ import annotations
@@ -89,6 +90,9 @@ class Mountpoint:
 
     def client_count(self) -> int:
         return 0
+
+    def status_sections(self) -> dict:
+        return {}
 
     def station_up(self, mount) -> None:
         pass

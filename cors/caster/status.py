@@ -65,6 +65,8 @@ def write_status(caster, path) -> None:
                                                 "clients": caster.client_count(), "node": caster.node_id},
            "service_frame": caster.service_frame.spec,
            "stations": status(caster)}
+    for mp in caster.virtual.values():
+        doc.update(mp.status_sections())
     if caster.bus is not None:
         caster.bus.put_status(doc)
     # rewritten every 2 s: atomic for readers, no fsync needed

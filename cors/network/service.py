@@ -35,8 +35,15 @@ class NetworkService:
         fix = parse_gga(gga)
         if fix is None or fix.quality == 0:
             return self.pool.client_cell.get(client)
-        st = self.pool.place(client, llh_to_ecef(fix.lat, fix.lon, fix.height))
-        return st.cell
+        return self.place(client, fix.lat, fix.lon, fix.height)
+
+    def place(self, client, lat: float, lon: float, height: float) -> tuple[int, int]:
+        """The cell serving ``client`` at a parsed position (degrees, ellipsoidal height)."""
+        return self.pool.place(client, llh_to_ecef(lat, lon, height)).cell
+
+    def cells(self) -> set[tuple[int, int]]:
+        """The occupied cells (one virtual station each)."""
+        return set(self.pool.stations)
 
     def leave(self, client) -> None:
         self.pool.leave(client)

@@ -40,6 +40,22 @@ def _raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _network_config(stations, name, cell_m, move_m, atx):
+    """The network mountpoint's configuration from serve's options (None: no network mountpoint)."""
+    if stations is None:
+        return None
+    from cors.caster.kinds.network import NetworkConfig
+    from cors.errors import CorsError
+
+    ids = () if stations.strip().lower() == "all" else tuple(s.strip() for s in stations.split(",") if s.strip())
+    if stations.strip().lower() != "all" and len(ids) < 2:
+        raise click.BadParameter("a network needs two or more station ids", param_hint="--network-stations")
+    try:
+        return NetworkConfig(name=name, stations=ids, cell_m=cell_m, move_m=move_m, atx=atx)
+    except CorsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for the HTTP API and the caster.")
 @click.option("--port", default=8080, show_default=True, type=int, help="HTTP API port.")
@@ -55,12 +71,22 @@ def _raise_nofile() -> None:
               help="NTRIP streams one token may hold open at once (0: no limit).")
 @click.option("--auth-free-failures", default=5, show_default=True, type=int,
               help="Failed NTRIP logins from one address before it must wait (doubling, up to 300 s).")
-@click.option("-v", "--verbose", is_flag=True, help="Log connections and station changes.")
 @click.option("--service-frame", default=None, metavar="FRAME[@EPOCH]",
               help="Frame of every 1005/1006 served (default: ITRF2014 at the current epoch); stations "
                    "registered in another frame are transformed.")
+@click.option("--network-stations", default=None, metavar="ID,ID,...|all",
+              help="Run the network RTK mountpoint over these registry stations (all: every station).")
+@click.option("--network-mountpoint", default="VRS", show_default=True, help="Its mountpoint name.")
+@click.option("--network-cell-m", default=5000.0, show_default=True, type=float,
+              help="Grid cell (m): clients in one cell share one virtual station.")
+@click.option("--network-move-m", default=5000.0, show_default=True, type=float,
+              help="A client this far (m) from its virtual station gets a new one.")
+@click.option("--network-atx", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="ANTEX file with the stations' antenna models (by the registry's antenna type).")
+@click.option("-v", "--verbose", is_flag=True, help="Log connections and station changes.")
 def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, max_streams_per_token,
-          auth_free_failures, verbose, service_frame):
+          auth_free_failures, service_frame, network_stations, network_mountpoint, network_cell_m, network_move_m,
+          network_atx, verbose):
     """Run the NTRIP caster (and the HTTP API when available).
 
     With MAPSVC_BUS=redis://... the node publishes every frame it takes from a station to the bus and fans
@@ -72,6 +98,8 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, max
     from cors.stations import StationRegistry
     from tokens import TokenStore
 
+    network = _network_config(network_stations, network_mountpoint, network_cell_m, network_move_m,
+                              network_atx)
     _raise_nofile()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -87,7 +115,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, max
         caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host, frame=service_frame or ""),
                         down_after=down_after, max_backlog=max_backlog,
                         max_streams_per_token=max_streams_per_token, auth_free_failures=auth_free_failures,
-                        status_path=state / status_file, bus=bus, node_id=node_id)
+                        status_path=state / status_file, bus=bus, node_id=node_id, network=network)
         await caster.start()
         click.echo(f"NTRIP caster on {host}:{caster.port} ({len(caster.mounts)} mountpoints)"
                    + (f", node {node_id}" if node_id else "") + (", on the bus" if bus else ""), err=True)

@@ -158,6 +158,8 @@ class StationMount(Mountpoint):
     def accept(self, good: list[bytes], payload: bytes) -> None:
         """Complete CRC-checked frames of this station, from its source here or another node (bus)."""
         self.broadcast(payload)
+        for listener in self.caster.frame_listeners:
+            listener(self, good)
         monitor = self.caster.monitor
         now = monitor.clock()
         st = monitor.track(self.sid, self.name)
