@@ -18,26 +18,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _checkout_cors() -> None:
-    """pytest puts tests/ first on sys.path, where tests/cors shadows the cors package, and an editable install
-    then serves ``cors.*`` from wherever it was installed from. Load this checkout's cors instead, and let its
-    package path also hold tests/cors (pytest imports those test modules as ``cors.test_*``)."""
-    here = str(Path(__file__).resolve().parent)
-    loaded = sys.modules.get("cors")
-    if loaded is not None and Path(loaded.__file__).resolve().parent == REPO / "cors":
-        return  # done (this file is also imported as tests.conftest by some tests)
-    saved = sys.path[:]
-    sys.path[:] = [str(REPO)] + [p for p in saved if os.path.abspath(p or ".") != here]
-    for name in [m for m in sys.modules if m == "cors" or m.startswith("cors.")]:
-        del sys.modules[name]
-    try:
-        import cors
-    finally:
-        sys.path[:] = saved
-    cors.__path__.append(str(Path(here) / "cors"))
-
-
-_checkout_cors()
 SHARED_DATA = REPO.parent / "shared" / "data"
 LANELET2_DIR = SHARED_DATA / "lanelet2"
 GNSS_DIR = SHARED_DATA / "gnss"

@@ -11,7 +11,7 @@ import requests
 from conftest import LANELET2_DIR, require_shared
 from mapsvc.cluster import Cluster, NtripClient, wait_for
 from mapsvc.engines import EngineMissing
-from tests.cors.ntrip_helpers import GMSD7, Pusher, epochs_of, need
+from tests.gnss.ntrip_helpers import GMSD7, Pusher, epochs_of, need
 
 pytestmark = pytest.mark.slow
 

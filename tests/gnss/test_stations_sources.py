@@ -7,7 +7,7 @@ import pytest
 from pyrtcm import RTCMReader
 
 from cors.monitor import RtcmFramer
-from tests.cors.ntrip_helpers import (
+from tests.gnss.ntrip_helpers import (
     DATA, GMSD7, GMSD_ECEF, CasterThread, Feeder, Pusher, epochs_of, get, read_head,
 )
 

@@ -12,7 +12,7 @@ from pyrtcm import RTCMReader
 from cors.monitor import RtcmFramer
 from cors.ntrip import frame_ok, make_gga
 from tests.conftest import GNSS_DIR, require_shared
-from tests.cors.ntrip_helpers import CasterThread, Pusher, dechunk, get, read_head
+from tests.gnss.ntrip_helpers import CasterThread, Pusher, dechunk, get, read_head
 
 CATNET = GNSS_DIR / "network_catnet_2010077"
 NAV = CATNET / "brdc0770.10n"

@@ -16,7 +16,7 @@ from pyrtcm.rtcmtypes_core import VALCKSUM
 from cors.errors import CorsError
 from cors.replay import ReplayConfig, iter_rtcm_frames, parse_target, replay
 from cors.rtcm_encode import encode_rinex, gtime_seconds, read_rinex, satsys
-from tests.cors.rtk_helpers import GEONET_3034, GEONET_3040
+from tests.gnss.rtk_helpers import GEONET_3034, GEONET_3040
 
 MSM_SYS = {1: "GPS", 4: "GLO", 8: "GAL", 16: "QZS", 32: "BDS"}
 

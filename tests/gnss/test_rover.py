@@ -13,7 +13,7 @@ from cors.demo import DEMO_FILES, GEONET_3034_ECEF, Pair, rtk_session, run_rtk_d
 from cors.errors import CorsError
 from cors.rover import RoverConfig, parse_caster
 from cors.rtk import DEFAULT_CONF, gpst_week_tow
-from tests.cors.rtk_helpers import (
+from tests.gnss.rtk_helpers import (
     DATA_SETS,
     GEONET_3034,
     fix_rate,

@@ -6,7 +6,7 @@ import pytest
 from cors.errors import CorsError
 from cors.rtcm_encode import gtime_seconds, read_rinex
 from cors.rtk import RtkEngine, Summary, gpst_week_tow, load_options
-from tests.cors.rtk_helpers import DATA_SETS, fix_rate, fixed_differences, rnx2rtkp
+from tests.gnss.rtk_helpers import DATA_SETS, fix_rate, fixed_differences, rnx2rtkp
 
 
 @pytest.mark.parametrize("ds", DATA_SETS, ids=lambda d: d.name)

@@ -3,7 +3,7 @@ resume after a restart, network status."""
 import asyncio
 import time
 
-from tests.cors.ntrip_helpers import GMSD7, frames_of, need
+from tests.gnss.ntrip_helpers import GMSD7, frames_of, need
 
 from cors.bus import RedisBus, StreamConsumer, network_status, open_bus, stream_of
 from cors.monitor import RtcmFramer
@@ -95,7 +95,7 @@ def test_network_status_merges_nodes():
 def test_one_node_pulls_an_upstream_and_another_takes_over(tmp_path, redis_server):
     """Two casters on the bus with a TCP-pull station: only one connects upstream, clients on both receive
     its frames; when that node stops, the other takes the lease and pulls."""
-    from tests.cors.ntrip_helpers import GMSD_ECEF, CasterThread, Feeder, epochs_of, get, read_head
+    from tests.gnss.ntrip_helpers import GMSD_ECEF, CasterThread, Feeder, epochs_of, get, read_head
 
     feeder = Feeder(epochs_of(need(GMSD7)), period=0.1)
     feeder.start()

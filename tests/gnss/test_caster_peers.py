@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.cors.ntrip_helpers import (
+from tests.gnss.ntrip_helpers import (
     GMSD7, GMSD_ECEF, CasterThread, Feeder, Pusher, epochs_of, get, read_all, read_head,
 )
 

@@ -8,7 +8,7 @@ import pytest
 from pyrtcm import RTCMReader
 
 from cors.ntrip import make_gga
-from tests.cors.ntrip_helpers import (
+from tests.gnss.ntrip_helpers import (
     GMSD7, GMSD_ECEF, TESTGLO, TESTGLO_ECEF, CasterThread, Pusher, basic, dechunk, epochs_of, get, read_all,
     read_head, request,
 )

@@ -9,7 +9,7 @@ import pytest
 
 from cors.monitor import Monitor, RtcmFramer
 from cors.ntrip import crc24q
-from tests.cors.ntrip_helpers import (
+from tests.gnss.ntrip_helpers import (
     GMSD7, GMSD_ECEF, TESTGLO_ECEF, CasterThread, Pusher, basic, dechunk, epochs_of, get, read_all, read_head,
 )
 

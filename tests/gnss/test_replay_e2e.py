@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cors.demo import Pair, rtk_session
-from tests.cors.rtk_helpers import (
+from tests.gnss.rtk_helpers import (
     DATA_SETS,
     GEONET_3034,
     REPO,

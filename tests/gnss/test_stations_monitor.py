@@ -10,7 +10,7 @@ from pyrtcm import rtcmhelpers
 
 from cors.monitor import Monitor, RtcmFramer
 from cors.ntrip import crc24q, frame_ok
-from tests.cors.ntrip_helpers import GMSD7, RTCM_DIR, TESTGLO, need
+from tests.gnss.ntrip_helpers import GMSD7, RTCM_DIR, TESTGLO, need
 
 
 def inventory(name: str) -> list[dict]:

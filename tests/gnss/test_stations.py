@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from cors.errors import CorsError
 from cors.stations import Station, StationRegistry, parse_source
 from tokens import TokenError, TokenStore
-from tests.cors.ntrip_helpers import GMSD7, epochs_of
+from tests.gnss.ntrip_helpers import GMSD7, epochs_of
 
 ARP = (-3959400.631, 3385704.533, 3667523.111)
 

@@ -13,7 +13,7 @@ from pyproj import Transformer
 from pyrtcm import RTCMReader
 
 from cors.caster import CasterInfo
-from tests.cors.ntrip_helpers import TESTGLO, TESTGLO_ECEF, CasterThread, Pusher, epochs_of, get, read_head, request
+from tests.gnss.ntrip_helpers import TESTGLO, TESTGLO_ECEF, CasterThread, Pusher, epochs_of, get, read_head, request
 
 def expected(ecef, steps: str, t: float) -> np.ndarray:
     tr = Transformer.from_pipeline(f"+proj=pipeline {steps}")

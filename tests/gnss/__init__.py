@@ -1,0 +1,1 @@
+"""Tests of the cors package: NTRIP caster, stations, RTCM, RTK, network RTK (named apart so as not to shadow cors)."""
