@@ -206,12 +206,18 @@ def _replay_ecef(ecef_text, station, target):
 @click.option("--hold", type=float, default=0.0, show_default=True,
               help="Seconds between announcing the station (1006/1033) and its first epoch, "
                    "so rovers can attach and see the whole file.")
-def replay_cmd(obs, nav, to, speed, loop, ecef, msm, ntrip_version, station, rtcm_id, max_epochs, hold):
+@click.option("--position-tolerance-m", type=click.FloatRange(min=0.0), default=30.0,
+              show_default=True,
+              help="Warn when the station ARP is farther than this from the data's own "
+                   "single-point (SPP) position.")
+def replay_cmd(obs, nav, to, speed, loop, ecef, msm, ntrip_version, station, rtcm_id, max_epochs, hold,
+               position_tolerance_m):
     """Replay a RINEX observation file as a live station to an NTRIP caster (RTCM 3 via RTKLIB)."""
     import asyncio
 
     from cors.replay import ReplayConfig, parse_target, replay, rtcm_station_id
     from cors.rtcm_encode import read_rinex
+    from cors.station_position import position_warning
 
     target = parse_target(to)
     source = read_rinex(obs, nav)
@@ -220,6 +226,9 @@ def replay_cmd(obs, nav, to, speed, loop, ecef, msm, ntrip_version, station, rtc
         xyz = source.header_ecef
         click.echo(f"replay: warning: {obs}: using the RINEX header position as ARP "
                    "(give --ecef or register the station)", err=True)
+    warning = position_warning(source, xyz, position_tolerance_m)
+    if warning:
+        click.echo(f"replay: warning: {warning}", err=True)
     sid = rtcm_id if rtcm_id is not None else rtcm_station_id(station or target.user or target.mountpoint)
     cfg = ReplayConfig(obs, nav, xyz, speed, loop, int(msm), sid)
     click.echo(f"replay: {obs} -> {target.public()} ({len(source.epochs)} epochs, "
