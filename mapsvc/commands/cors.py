@@ -216,10 +216,15 @@ def replay_cmd(obs, nav, to, speed, loop, ecef, msm, ntrip_version, station, rtc
     import asyncio
 
     from cors.replay import ReplayConfig, parse_target, replay, rtcm_station_id
+    from cors.rinex_check import check_rinex
     from cors.rtcm_encode import read_rinex
     from cors.station_position import position_warning
 
     target = parse_target(to)
+    for path in (obs, *nav):  # RTKLIB drops a broken record silently: say so, or refuse the file
+        cut = check_rinex(path)
+        if cut:
+            click.echo(f"replay: warning: {cut}", err=True)
     source = read_rinex(obs, nav)
     xyz = _replay_ecef(ecef, station, target)
     if xyz is None:

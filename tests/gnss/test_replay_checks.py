@@ -7,9 +7,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+from cors.rinex_check import RinexBroken, check_rinex
 from cors.rtcm_encode import read_rinex
 from cors.station_position import position_warning, spp_position
-from tests.gnss.rtk_helpers import GEONET_3034
+from tests.gnss.rtk_helpers import GEONET_3034, GEONET_3040
 
 
 def _replay(tmp_path, obs, *args):
@@ -52,3 +55,82 @@ def test_cli_warns_on_a_station_position_5_km_off(tmp_path):
     assert 4990 < float(re.search(r"is ([0-9.]+) m", lines[0]).group(1)) < 5010
     loose = _replay(tmp_path, obs, "--nav", str(nav), "--ecef", off, "--position-tolerance-m", "6000")
     assert loose.returncode == 0 and "warning" not in loose.stderr
+
+
+# --- item 10: truncated or corrupt RINEX --------------------------------------------------------------
+
+def _cut_inside_last_record(src, dst, marker: str):
+    """Copy ``src`` and cut it in the middle of a line of its last record (starting with ``marker``)."""
+    text = src.read_text(encoding="latin-1")
+    last = text.rindex("\n" + marker) + 1
+    cut = text.index("\n", last) + 1 + 20  # 20 characters into the record's second line
+    dst.write_text(text[:cut], encoding="latin-1")
+    return text[last:text.index("\n", last)]
+
+
+def _corrupt_line(src, dst, line_no: int, col: int):
+    lines = src.read_text(encoding="latin-1").splitlines(keepends=True)
+    ln = lines[line_no]
+    lines[line_no] = ln[:col] + "x#@!" + ln[col + 4:]
+    dst.write_text("".join(lines), encoding="latin-1")
+
+
+def _obs_line_in_the_middle(path):
+    lines = path.read_text(encoding="latin-1").splitlines()
+    mid = len(lines) // 2
+    return next(i for i in range(mid, len(lines)) if lines[i][:1] in "G")
+
+
+def test_obs_cut_in_its_last_epoch_is_replayed_with_one_warning(tmp_path):
+    ds = GEONET_3034
+    obs = tmp_path / ds.base
+    epoch_line = _cut_inside_last_record(ds.path(ds.base), obs, ">")
+    run = _replay(tmp_path, obs, "--nav", str(ds.path(ds.nav)), "--ecef",
+                  ",".join(map(str, ds.base_ecef)))
+    assert run.returncode == 0, run.stderr
+    warnings = [ln for ln in run.stderr.splitlines() if "warning" in ln]
+    assert len(warnings) == 1, run.stderr
+    assert str(obs) in warnings[0] and epoch_line[2:29].strip() in warnings[0]
+    assert "cut off" in warnings[0]
+
+
+def test_nav_cut_in_its_last_record_is_replayed_with_one_warning(tmp_path):
+    ds = GEONET_3034
+    nav = tmp_path / ds.nav
+    text = ds.path(ds.nav).read_text(encoding="latin-1")
+    last = max(text.rindex("\n" + s) for s in "GEJ") + 1
+    _cut_inside_last_record(ds.path(ds.nav), nav, text[last:last + 3])
+    run = _replay(tmp_path, ds.path(ds.base), "--nav", str(nav), "--ecef",
+                  ",".join(map(str, ds.base_ecef)))
+    assert run.returncode == 0, run.stderr
+    warnings = [ln for ln in run.stderr.splitlines() if "warning" in ln]
+    assert len(warnings) == 1 and str(nav) in warnings[0]
+    assert text[last:last + 23].strip() in warnings[0]
+
+
+def test_obs_broken_in_the_middle_is_refused(tmp_path):
+    for ds, name in ((GEONET_3034, GEONET_3034.base), (GEONET_3040, GEONET_3040.base)):
+        src = ds.path(name)
+        obs = tmp_path / name
+        line_no = _obs_line_in_the_middle(src) if ds is GEONET_3034 else 500
+        _corrupt_line(src, obs, line_no, 6)
+        run = _replay(tmp_path, obs, "--ecef", "0,0,0")
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.count("\n") == 1 and run.stderr.startswith("mapsvc: error:")
+        assert str(obs) in run.stderr and f"line {line_no + 1}" in run.stderr
+        assert not (tmp_path / "out.rtcm3").exists()
+
+
+def test_rinex2_obs_and_nav_cut_at_the_end(tmp_path):
+    ds = GEONET_3040
+    obs, nav = tmp_path / ds.base, tmp_path / ds.nav
+    epoch_line = _cut_inside_last_record(ds.path(ds.base), obs, " 05  4  2")
+    nav.write_bytes(ds.path(ds.nav).read_bytes()[:-100])
+    warning = check_rinex(obs)
+    assert "cut off" in warning and str(obs) in warning and epoch_line[1:26].strip() in warning
+    assert "cut off" in check_rinex(nav)
+    assert check_rinex(ds.path(ds.base)) is None and check_rinex(ds.path(ds.nav)) is None
+    broken = tmp_path / ("mid_" + ds.nav)
+    _corrupt_line(ds.path(ds.nav), broken, 40, 30)
+    with pytest.raises(RinexBroken, match="line 41"):
+        check_rinex(broken)
