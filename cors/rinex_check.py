@@ -147,9 +147,14 @@ def _nav(lines: list[str], i: int, v3: bool, sys: str) -> None:
         if not ok:
             raise _Problem(i, "", "expected the first line of a navigation record")
         _fields(line, first, 19, _NAV_VALUE, i, record)
-        for j in range(i + 1, i + count):
+        end = i + count
+        if v3:  # RINEX 3.05 GLONASS has an extra line: take every indented continuation line
+            while end < len(lines) and lines[end].startswith("    ") and lines[end].strip():
+                end += 1
+            end = max(end, i + count)
+        for j in range(i + 1, end):
             _fields(_line(lines, j, record), cont, 19, _NAV_VALUE, j, record)
-        i += count
+        i = end
 
 
 _WALKERS = {

@@ -134,3 +134,16 @@ def test_rinex2_obs_and_nav_cut_at_the_end(tmp_path):
     _corrupt_line(ds.path(ds.nav), broken, 40, 30)
     with pytest.raises(RinexBroken, match="line 41"):
         check_rinex(broken)
+
+
+def test_rinex_305_glonass_records_with_a_fifth_line_are_whole(tmp_path):
+    """RINEX 3.05 added a line to GLONASS records: a whole record must not read as broken."""
+    value = " 1.000000000000E+00"
+    first = "R01 2021 09 22 02 15 00" + value * 3 + "\n"
+    body = first + ("    " + value * 4 + "\n") * 4
+    nav = tmp_path / "glo305.rnx"
+    nav.write_text(f"{'     3.05':<20}{'N: GNSS NAV DATA':<20}{'R: GLONASS':<20}RINEX VERSION / TYPE\n"
+                   f"{'':60}END OF HEADER\n" + body + body.replace("R01", "R02"))
+    assert check_rinex(nav) is None
+    nav.write_text(nav.read_text()[:-len(body) + len(first) + 30])
+    assert "cut off" in check_rinex(nav) and "R02" in check_rinex(nav)
