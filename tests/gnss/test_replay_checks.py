@@ -114,7 +114,7 @@ def test_obs_broken_in_the_middle_is_refused(tmp_path):
         obs = tmp_path / name
         line_no = _obs_line_in_the_middle(src) if ds is GEONET_3034 else 500
         _corrupt_line(src, obs, line_no, 6)
-        run = _replay(tmp_path, obs, "--ecef", "0,0,0")
+        run = _replay(tmp_path, obs, "--ecef", ",".join(map(str, GEONET_3034.base_ecef)))
         assert run.returncode == 2, run.stderr
         assert run.stderr.count("\n") == 1 and run.stderr.startswith("mapsvc: error:")
         assert str(obs) in run.stderr and f"line {line_no + 1}" in run.stderr
