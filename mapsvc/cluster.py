@@ -133,10 +133,11 @@ class NtripClient(threading.Thread):
 
     def __init__(self, port: int, mount: str, user: str, token: str, keep_frames: bool = True):
         super().__init__(daemon=True)
-        import base64
+        from cors import ntrip
 
         self.port, self.mount = port, mount
-        self.auth = base64.b64encode(f"{user}:{token}".encode()).decode()
+        self.request = ntrip.client_request(
+            ntrip.NtripURL("ntrip", "127.0.0.1", port, mount, user, token), 1, agent="NTRIP mapsvc-cluster")
         self.keep_frames = keep_frames
         self.frames: list[tuple[float, bytes]] = []
         self.received = 0
@@ -149,8 +150,7 @@ class NtripClient(threading.Thread):
         while not self.stop_event.is_set():
             try:
                 s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-                s.sendall(f"GET /{self.mount} HTTP/1.0\r\nUser-Agent: NTRIP mapsvc-cluster\r\n"
-                          f"Authorization: Basic {self.auth}\r\n\r\n".encode())
+                s.sendall(self.request)
                 head = s.recv(12)
                 if not head.startswith(b"ICY 200 OK"):
                     s.close()
