@@ -281,14 +281,14 @@ async def replay(cfg: ReplayConfig, to: str, *, ntrip_version: int = 2,
     return stats
 
 
-def station_defaults(station_ref: str, registry_path: Path) -> dict:
-    """ECEF of a registered station, by station id or mountpoint, from the registry at ``registry_path``."""
-    from cors.stations import StationRegistry
+def station_defaults(station_ref: str, registry: str | Path) -> dict:
+    """ECEF of a registered station, by station id or mountpoint, from the registry at ``registry`` (a SQLite
+    path or a URL, as :func:`cors.stations.open_registry` takes)."""
+    from cors.stations import open_registry
 
-    path = Path(registry_path)
-    if not path.exists():
+    if "://" not in str(registry) and not Path(registry).exists():  # a SQLite registry not made yet
         return {}
-    reg = StationRegistry(path)
+    reg = open_registry(registry)
     try:
         try:
             st = reg.get(station_ref)

@@ -1,4 +1,4 @@
-"""Station registry (SQLite): who the reference stations are, where they stand, how their data arrive.
+"""Station registry (SQLite, or PostgreSQL for several nodes): who the reference stations are, where they stand, how their data arrive.
 
 Precise ARP coordinates are restricted data: ``Station.public()`` gives the approximate position
 (two decimals, as NTRIP STR records do); the ECEF ARP leaves the service only inside RTCM 1005/1006.
@@ -224,7 +224,11 @@ _COLUMNS = ("id", "mountpoint", "x", "y", "z", "name", "receiver", "antenna", "f
 
 
 class StationRegistry:
-    """The station registry, one SQLite file (path given by the caller, e.g. under mapsvc.config.home())."""
+    """The station registry, one SQLite file (path given by the caller, e.g. under mapsvc.config.home()).
+
+    The default back end; others subclass it, changing only the connection (see :func:`open_registry`)."""
+
+    integrity_error: type[Exception] = sqlite3.IntegrityError
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -247,6 +251,10 @@ class StationRegistry:
     def close(self) -> None:
         self._db.close()
 
+    def _q(self, sql: str, args=()):
+        """Run one statement (``?`` placeholders); back ends translate to their own."""
+        return self._db.execute(sql, args)
+
     def add(self, station: Station, password: str | None = None) -> Station:
         _check_station(station)
         kind = station.source_spec.kind
@@ -260,11 +268,15 @@ class StationRegistry:
                station.country, station.source, station.password_hash, station.created, station.frame,
                station.epoch)
         with self._lock:
-            if self._db.execute("SELECT 1 FROM stations WHERE id=?", (station.id,)).fetchone():
+            if self._q("SELECT 1 FROM stations WHERE id=?", (station.id,)).fetchone():
                 raise CorsError(f"station {station.id!r} already exists in {self.path}")
-            if self._db.execute("SELECT id FROM stations WHERE mountpoint=?", (station.mountpoint,)).fetchone():
+            if self._q("SELECT id FROM stations WHERE mountpoint=?", (station.mountpoint,)).fetchone():
                 raise CorsError(f"mountpoint {station.mountpoint!r} is already used in {self.path}")
-            self._db.execute(f"INSERT INTO stations({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})", row)
+            try:  # another process (or node) may have added the same id or mountpoint since the checks
+                self._q(f"INSERT INTO stations({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})", row)
+            except self.integrity_error:
+                raise CorsError(f"station {station.id!r} or mountpoint {station.mountpoint!r} already exists "
+                                f"in {self.path}") from None
         return station
 
     @staticmethod
@@ -275,30 +287,52 @@ class StationRegistry:
 
     def get(self, station_id: str) -> Station:
         with self._lock:
-            row = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM stations WHERE id=?", (station_id,)).fetchone()
+            row = self._q(f"SELECT {','.join(_COLUMNS)} FROM stations WHERE id=?", (station_id,)).fetchone()
         if row is None:
             raise CorsError(f"no station {station_id!r} in {self.path}")
         return self._station(row)
 
     def by_mountpoint(self, mountpoint: str) -> Station | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM stations WHERE mountpoint=?",
+            row = self._q(f"SELECT {','.join(_COLUMNS)} FROM stations WHERE mountpoint=?",
                                    (mountpoint,)).fetchone()
         return self._station(row) if row else None
 
     def list(self) -> list[Station]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM stations ORDER BY id").fetchall()
+            rows = self._q(f"SELECT {','.join(_COLUMNS)} FROM stations ORDER BY id").fetchall()
         return [self._station(r) for r in rows]
 
     def remove(self, station_id: str) -> None:
         with self._lock:
-            cur = self._db.execute("DELETE FROM stations WHERE id=?", (station_id,))
+            cur = self._q("DELETE FROM stations WHERE id=?", (station_id,))
         if cur.rowcount == 0:
             raise CorsError(f"no station {station_id!r} in {self.path}")
 
     def fingerprint(self) -> str:
         """Changes whenever the registry content does (the caster polls it to pick up CLI edits)."""
         with self._lock:
-            rows = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM stations ORDER BY id").fetchall()
+            rows = self._q(f"SELECT {','.join(_COLUMNS)} FROM stations ORDER BY id").fetchall()
         return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def _postgres(url: str) -> StationRegistry:
+    from cors.pgstations import PostgresStationRegistry  # psycopg only when asked for
+
+    return PostgresStationRegistry(url)
+
+
+# URL scheme -> back end; a plain path is the SQLite file
+REGISTRIES = {"postgresql": _postgres, "postgres": _postgres}
+
+
+def open_registry(where: str | Path) -> StationRegistry:
+    """The station registry at ``where``: a SQLite file path, or a URL whose scheme is in :data:`REGISTRIES`
+    (``postgresql://user@host/db``)."""
+    scheme, sep, _ = str(where).partition("://")
+    if not sep:
+        return StationRegistry(where)
+    factory = REGISTRIES.get(scheme)
+    if factory is None:
+        raise CorsError(f"no station registry for scheme {scheme!r} (have: {', '.join(sorted(REGISTRIES))})")
+    return factory(str(where))

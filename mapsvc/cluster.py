@@ -62,7 +62,11 @@ class Node:
 
 @dataclass
 class Cluster:
-    """Engines and nodes under ``root``; ``env`` is what every node and CLI call of the cluster gets."""
+    """Engines and nodes under ``root``; ``env`` is what every node and CLI call of the cluster gets.
+
+    On PostgreSQL each node has its own home (``nodes/nN``): releases, tokens and the station registry are in
+    the database, blobs on the shared path, station streams and status on the bus; nothing else is shared.
+    Without PostgreSQL the nodes share one home (its SQLite files)."""
     root: Path
     nodes: int = 3
     http: bool = True
@@ -90,6 +94,11 @@ class Cluster:
             raise RuntimeError(f"mapsvc {' '.join(args[:2])}: {done.stderr.strip()[-500:]}")
         return done
 
+    def node_env(self, node_id: str) -> dict:
+        if not self.postgres:
+            return self.env
+        return dict(self.env, MAPSVC_HOME=str(self.root / "nodes" / node_id))
+
     def start_nodes(self, timeout: float = 120.0) -> "Cluster":
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
@@ -98,7 +107,7 @@ class Cluster:
             cmd = mapsvc_cmd() + ["serve", "--node-id", f"n{i}", "--port", str(http), "--ntrip-port", str(ntrip)]
             if not self.http:
                 cmd.append("--no-http")
-            proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
+            proc = subprocess.Popen(cmd, env=self.node_env(f"n{i}"), stdout=subprocess.DEVNULL,
                                     stderr=open(logs / f"n{i}.log", "ab"))
             self.members.append(Node(f"n{i}", http, ntrip, proc))
         for n in self.members:

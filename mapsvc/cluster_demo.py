@@ -56,6 +56,8 @@ def main(argv=None) -> None:
         lb = cluster.lb
         say(f"  nodes: " + ", ".join(f"{n.node_id} http:{n.http} ntrip:{n.ntrip}" for n in cluster.members))
         say(f"  HAProxy: NTRIP 127.0.0.1:{lb.ports['ntrip']}, HTTP 127.0.0.1:{lb.ports['http']}")
+        say(f"  each node has its own home under {cluster.root / 'nodes'}: releases, tokens and stations are "
+            f"in PostgreSQL, tile blobs on the shared path, station streams on Redis")
 
         osm = cluster.root / "yizhuang_pilot.osm"
         cluster.cli("build", str(roadspec_path()), "-o", str(osm))

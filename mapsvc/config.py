@@ -25,3 +25,33 @@ def store_url() -> str:
 
         url += ("&" if "?" in url else "?") + "blobs=" + quote(str(home() / "store"))
     return url
+
+
+def state_db(filename: str, store: str | None = None, home_dir: str | Path | None = None) -> str:
+    """Where tokens and the station registry live: with a PostgreSQL ``$MAPSVC_STORE``, that database (so
+    nodes share them without a common home); else the SQLite file ``filename`` in the home.
+
+    The one place that chooses; :func:`tokens.open_tokens` and :func:`cors.stations.open_registry` open it.
+    ``store`` and ``home_dir`` default to ``$MAPSVC_STORE`` and :func:`home`."""
+    url = str(os.environ.get("MAPSVC_STORE") or "" if store is None else store)
+    if url.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+        parts = urlsplit(url)  # our ?blobs= is not a libpq parameter
+        return urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in parse_qsl(parts.query)
+                                                          if k != "blobs"])))
+    return str(Path(home_dir or home()) / filename)
+
+
+def open_tokens():
+    """The token store of this deployment (see :func:`state_db`)."""
+    from tokens import open_tokens as open_at
+
+    return open_at(state_db("tokens.sqlite"))
+
+
+def open_stations():
+    """The station registry of this deployment (see :func:`state_db`)."""
+    from cors.stations import open_registry
+
+    return open_registry(state_db("stations.sqlite"))

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from mapsvc.config import home
+from mapsvc.config import home, open_tokens
 
 HZ = 10.0
 SPEED_M_S = 10.0
@@ -112,7 +112,6 @@ def run_locate_demo(release: str, statuses, step: str = "6/6") -> dict:
     from tiles import signing
     from mapsvc.api import create_app
     from mapsvc.client import VehicleClient
-    from mapsvc.tokens import TokenStore
 
     osm = home() / "demo" / "yizhuang_pilot.osm"
     click.echo(f"{step} the vehicle on the map: a lanelet2 route, RTK positions in ITRF2014 at today's epoch, "
@@ -128,7 +127,7 @@ def run_locate_demo(release: str, statuses, step: str = "6/6") -> dict:
                f"{HZ:g} Hz; RTK scatter from the demo's {len(scatter)} solved epochs: horizontal RMS "
                f"{np.sqrt(np.mean(horiz ** 2)) * 100:.1f} cm, max {horiz.max() * 100:.1f} cm")
 
-    tokens = TokenStore(home() / "tokens.sqlite")
+    tokens = open_tokens()
     token = tokens.create("vehicle", f"demo-vehicle-{release}")
     tokens.close()
     import logging

@@ -60,4 +60,4 @@ def mapsvc_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [os.sys.executable, "-m", "mapsvc"]
 
 
-from servers import haproxy_factory, postgres_server, postgres_url, redis_server  # noqa: E402,F401  (fixtures)
+from servers import haproxy_factory, postgres_server, postgres_url, redis_server, state_where  # noqa: E402,F401  (fixtures)

@@ -62,3 +62,24 @@ def haproxy_factory(tmp_path):
     yield make
     for h in started:
         h.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_where(request, tmp_path):
+    """Where the token store and station registry live, over both back ends: ``where(filename)`` is a SQLite
+    file under tmp_path, or a fresh database on the real PostgreSQL (the same one for every filename)."""
+    if request.param == "sqlite":
+        return lambda filename: str(tmp_path / filename)
+    url = request.getfixturevalue("postgres_url")
+    return lambda filename: url
+
+
+def stored_text(where: str, table: str) -> str:
+    """Everything a back end holds for ``table``, as text (to prove what is never stored)."""
+    if "://" in where:
+        import psycopg
+
+        with psycopg.connect(where) as db:
+            return repr(db.execute(f"SELECT * FROM {table}").fetchall())
+    paths = [Path(where), Path(where + "-wal")]
+    return repr(b"".join(p.read_bytes() for p in paths if p.exists()))

@@ -4,6 +4,7 @@ node reaches clients on every node; /v1/stations shows the whole network and whi
 when a node is SIGKILLed its clients reconnect through HAProxy to the others and keep receiving."""
 import hashlib
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -36,6 +37,11 @@ def test_three_nodes_share_store_and_bus_and_survive_a_killed_node(cluster):
     vehicle = cluster.cli("tokens", "create", "--role", "vehicle", "--name", "car").stdout.strip().split()[-1]
     cluster.start_nodes()
     lb = cluster.lb
+    # tokens and stations live in PostgreSQL: no node (nor the operator's CLI) has them in a home of its own
+    homes = [Path(cluster.env["MAPSVC_HOME"])] + [Path(cluster.node_env(n.node_id)["MAPSVC_HOME"])
+                                                  for n in cluster.members]
+    assert len(set(homes)) == 4
+    assert not any((h / f).exists() for h in homes for f in ("tokens.sqlite", "stations.sqlite"))
     auth = {"Authorization": f"Bearer {vehicle}"}
     api = f"http://127.0.0.1:{lb.ports['http']}/v1"
 

@@ -154,20 +154,23 @@ def test_publish_is_atomic_under_kill(tmp_path, postgres_url):
 def test_api_area_queries_on_postgres_match_sqlite(both, tmp_path, mapsvc_home):
     """GET /v1/releases/r1/tiles?bbox= / ?lat=&lon=&radius_m= answered from PostGIS equals the SQLite answer."""
     from mapsvc.api import create_app
-    from tokens import TokenStore
+    from mapsvc.config import state_db
+    from tokens import open_tokens
 
     pg, sq, _ = both
-    tokens = TokenStore(mapsvc_home / "tokens.sqlite")
-    token = tokens.create("vehicle", "car")
-    tokens.close()
+    urls = (f"{pg.dsn}?blobs={pg.blobs.root.parents[1]}", str(tmp_path / "sqlite"))
+    auths = []
+    for url in urls:  # each deployment's own token store: the PostgreSQL one's is in its database
+        tokens = open_tokens(state_db("tokens.sqlite", url, mapsvc_home))
+        auths.append({"Authorization": f"Bearer {tokens.create('vehicle', 'car')}"})
+        tokens.close()
     apps = [create_app({"HOME": str(mapsvc_home), "STORE_URL": url, "ACCESS_LOG": False,
-                        "RATE_LIMIT_ENABLED": False}).test_client()
-            for url in (f"{pg.dsn}?blobs={pg.blobs.root.parents[1]}", str(tmp_path / "sqlite"))]
+                        "RATE_LIMIT_ENABLED": False}).test_client() for url in urls]
     b = np.array([t["bbox"] for t in sq.manifest("r1")["tiles"]])
     cx, cy = float(b[:, [0, 2]].mean()), float(b[:, [1, 3]].mean())
     queries = [f"bbox={cx - 0.002},{cy - 0.002},{cx + 0.002},{cy + 0.002}", f"bbox={cx},{cy},{cx},{cy}",
                f"lat={cy}&lon={cx}&radius_m=150", f"lat={cy}&lon={cx}&radius_m=1"]
     for q in queries:
-        got = [app.get(f"/v1/releases/r1/tiles?{q}", headers={"Authorization": f"Bearer {token}"}) for app in apps]
+        got = [app.get(f"/v1/releases/r1/tiles?{q}", headers=auth) for app, auth in zip(apps, auths)]
         assert [g.status_code for g in got] == [200, 200], q
         assert got[0].get_json()["tiles"] == got[1].get_json()["tiles"] and got[0].get_json()["tiles"], q

@@ -49,7 +49,10 @@ def _digest(token: str) -> str:
 
 
 class TokenStore:
-    """SQLite-backed token store shared by the HTTP API and the NTRIP caster."""
+    """SQLite-backed token store shared by the HTTP API and the NTRIP caster (the default back end; others
+    subclass it, changing only the connection: see :func:`open_tokens`)."""
+
+    integrity_error: type[Exception] = sqlite3.IntegrityError
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -66,6 +69,10 @@ class TokenStore:
     def close(self) -> None:
         self._db.close()
 
+    def _q(self, sql: str, args=()):
+        """Run one statement (``?`` placeholders); back ends translate to their own."""
+        return self._db.execute(sql, args)
+
     def create(self, role: str, name: str | None = None, mountpoints: list[str] | None = None) -> str:
         """Create a token; returns the plaintext token (the only time it exists)."""
         if role not in ROLES:
@@ -77,11 +84,11 @@ class TokenStore:
         mps = ",".join(mountpoints) if mountpoints else None
         with self._lock:
             try:
-                self._db.execute(
+                self._q(
                     "INSERT INTO tokens(name, role, hash, created, mountpoints) VALUES (?,?,?,?,?)",
                     (name, role, _digest(token), time.time(), mps),
                 )
-            except sqlite3.IntegrityError:
+            except self.integrity_error:
                 raise TokenError(f"token name {name!r} already exists in {self.path}") from None
         return token
 
@@ -95,7 +102,7 @@ class TokenStore:
         if not token:
             return None
         with self._lock:
-            row = self._db.execute(
+            row = self._q(
                 "SELECT name, role, created, mountpoints, revoked FROM tokens WHERE hash=? AND revoked=0",
                 (_digest(token),),
             ).fetchone()
@@ -104,7 +111,7 @@ class TokenStore:
     def verify_basic(self, name: str, token: str) -> Token | None:
         """HTTP Basic / NTRIP check: user name = token name, password = token."""
         with self._lock:
-            row = self._db.execute(
+            row = self._q(
                 "SELECT name, role, created, mountpoints, revoked, hash FROM tokens WHERE name=?",
                 (name,),
             ).fetchone()
@@ -116,12 +123,34 @@ class TokenStore:
 
     def revoke(self, name: str) -> bool:
         with self._lock:
-            cur = self._db.execute("UPDATE tokens SET revoked=1 WHERE name=? AND revoked=0", (name,))
+            cur = self._q("UPDATE tokens SET revoked=1 WHERE name=? AND revoked=0", (name,))
         return cur.rowcount > 0
 
     def list(self) -> list[Token]:
         with self._lock:
-            rows = self._db.execute(
+            rows = self._q(
                 "SELECT name, role, created, mountpoints, revoked FROM tokens ORDER BY name"
             ).fetchall()
         return [self._record(r) for r in rows]
+
+
+def _postgres(url: str) -> TokenStore:
+    from tokens.pgstore import PostgresTokenStore  # psycopg only when asked for
+
+    return PostgresTokenStore(url)
+
+
+# URL scheme -> back end; a plain path is the SQLite file
+TOKEN_STORES = {"postgresql": _postgres, "postgres": _postgres}
+
+
+def open_tokens(where: str | Path) -> TokenStore:
+    """The token store at ``where``: a SQLite file path, or a URL whose scheme is in :data:`TOKEN_STORES`
+    (``postgresql://user@host/db``)."""
+    scheme, sep, _ = str(where).partition("://")
+    if not sep:
+        return TokenStore(where)
+    factory = TOKEN_STORES.get(scheme)
+    if factory is None:
+        raise TokenError(f"no token store for scheme {scheme!r} (have: {', '.join(sorted(TOKEN_STORES))})")
+    return factory(str(where))

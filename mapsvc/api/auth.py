@@ -30,7 +30,7 @@ _CHALLENGE = 'Bearer realm="mapsvc"'
 
 
 class TokenSource:
-    """One TokenStore (SQLite connection) per process, opened lazily so a forked worker never shares one.
+    """One TokenStore (database connection) per process, opened lazily so a forked worker never shares one.
 
     Verified tokens are remembered for ``ttl`` seconds (a revocation takes effect within that time); unknown
     tokens are not remembered, so a flood of made-up tokens cannot grow the cache."""
@@ -51,9 +51,9 @@ class TokenSource:
         if self._store is None or self._pid != os.getpid():
             with self._lock:
                 if self._store is None or self._pid != os.getpid():
-                    from tokens import TokenStore
+                    from tokens import open_tokens
 
-                    self._store = TokenStore(self.path)
+                    self._store = open_tokens(self.path)
                     self._pid = os.getpid()
                     self._seen.clear()
         rec = self._store.verify(token)

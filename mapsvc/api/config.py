@@ -13,7 +13,8 @@ DEFAULTS: dict = {
     "HOME": None,                  # default: mapsvc.config.home() ($MAPSVC_HOME or ./var)
     "STORE_URL": None,             # default: HOME/store
     "BUS": "",                     # redis://... (MAPSVC_BUS): /v1/stations shows every node's stations and clients
-    "TOKENS_DB": None,             # default: HOME/tokens.sqlite (shared with `mapsvc tokens`)
+    "TOKENS_DB": None,             # default: HOME/tokens.sqlite, or the PostgreSQL store's database (as `mapsvc tokens`)
+    "STATIONS_DB": None,           # default: HOME/stations.sqlite, or the PostgreSQL store's database
     "RATE_LIMIT": "1200 per minute",  # per token (per client address when there is no valid token)
     "RATE_LIMIT_ENABLED": True,
     "RATE_LIMIT_ENGINE": "limits",  # or "flask-limiter" (see mapsvc.api.ratelimit for why not by default)
@@ -71,5 +72,8 @@ def load_config(overrides: dict | None = None) -> dict:
         from mapsvc.config import store_url
 
         cfg["STORE_URL"] = os.environ.get("MAPSVC_STORE") and store_url() or str(Path(cfg["HOME"]) / "store")
-    cfg["TOKENS_DB"] = str(cfg["TOKENS_DB"] or Path(cfg["HOME"]) / "tokens.sqlite")
+    from mapsvc.config import state_db
+
+    cfg["TOKENS_DB"] = str(cfg["TOKENS_DB"] or state_db("tokens.sqlite", cfg["STORE_URL"], cfg["HOME"]))
+    cfg["STATIONS_DB"] = str(cfg["STATIONS_DB"] or state_db("stations.sqlite", cfg["STORE_URL"], cfg["HOME"]))
     return cfg

@@ -58,11 +58,11 @@ def _positions(doc: dict) -> dict:
     rec = current_token()
     precise = {}
     if rec is not None and rec.role in PERMISSIONS["read_precise_positions"]:
-        from cors.stations import StationRegistry
+        from cors.stations import open_registry
 
-        path = Path(current_app.extensions["mapsvc"]["config"]["HOME"]) / "stations.sqlite"
-        if path.exists():
-            reg = StationRegistry(path)
+        where = current_app.extensions["mapsvc"]["config"]["STATIONS_DB"]
+        if "://" in where or Path(where).exists():  # a SQLite registry not made yet is empty
+            reg = open_registry(where)
             try:
                 precise = {s.id: s.geodetic for s in reg.list()}
             finally:

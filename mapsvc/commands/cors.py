@@ -1,7 +1,7 @@
 """mapsvc CLI: reference stations (``stations``), caster/API tokens (``tokens``), replay and rover.
 
 Wiring only: the registry lives in cors.stations, tokens in the top-level tokens package; state under
-``mapsvc.config.home()`` (stations.sqlite, tokens.sqlite).
+``mapsvc.config.home()`` (stations.sqlite, tokens.sqlite), or the PostgreSQL store (``mapsvc.config.state_db``).
 """
 from __future__ import annotations
 
@@ -10,20 +10,16 @@ from pathlib import Path
 
 import click
 
-from mapsvc.config import home
+from mapsvc.config import home, open_stations, open_tokens, state_db
 from tokens import ROLES
 
 
 def registry():
-    from cors.stations import StationRegistry
-
-    return StationRegistry(home() / "stations.sqlite")
+    return open_stations()
 
 
 def token_store():
-    from tokens import TokenStore
-
-    return TokenStore(home() / "tokens.sqlite")
+    return open_tokens()
 
 
 # --- stations ---------------------------------------------------------------------------------------
@@ -178,7 +174,7 @@ def _replay_ecef(ecef_text, station, target):
         return parse_ecef(ecef_text)
     for ref in (station, target.user, target.mountpoint):
         if ref:
-            found = station_defaults(ref, home() / "stations.sqlite")
+            found = station_defaults(ref, state_db("stations.sqlite"))
             if found:
                 return found["ecef"]
     return None

@@ -95,8 +95,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, max
 
     from cors.bus import open_bus
     from cors.caster import Caster, CasterInfo, new_event_loop_policy
-    from cors.stations import StationRegistry
-    from tokens import TokenStore
+    from mapsvc.config import open_stations, open_tokens
 
     network = _network_config(network_stations, network_mountpoint, network_cell_m, network_move_m,
                               network_atx)
@@ -104,8 +103,8 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, max
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     state = home()
-    registry = StationRegistry(state / "stations.sqlite")
-    tokens = TokenStore(state / "tokens.sqlite")
+    registry = open_stations()
+    tokens = open_tokens()
     run_http = None if no_http else _http_runner()
     bus = open_bus(os.environ.get("MAPSVC_BUS"), node_id or "1")
     status_file = f"cors_status.{node_id}.json" if node_id else "cors_status.json"
@@ -157,13 +156,13 @@ def archive_cmd(name, grace):
 
     from cors.archive import Archiver
     from cors.errors import CorsError
-    from cors.stations import StationRegistry
+    from mapsvc.config import open_stations
 
     url = os.environ.get("MAPSVC_BUS")
     if not url:
         raise CorsError("mapsvc archive reads the station bus: set MAPSVC_BUS=redis://...")
     state = home()
-    registry = StationRegistry(state / "stations.sqlite")
+    registry = open_stations()
 
     def stations():
         listed = registry.list()

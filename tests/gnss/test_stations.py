@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,15 +14,16 @@ import pytest
 from click.testing import CliRunner
 
 from cors.errors import CorsError
-from cors.stations import Station, StationRegistry, parse_source
-from tokens import TokenError, TokenStore
+from cors.stations import Station, open_registry, parse_source
+from servers import stored_text
+from tokens import TokenError, open_tokens
 from tests.gnss.ntrip_helpers import GMSD7, epochs_of
 
 ARP = (-3959400.631, 3385704.533, 3667523.111)
 
 
-def test_registry_roundtrip_and_password_stored_hashed(tmp_path):
-    reg = StationRegistry(tmp_path / "stations.sqlite")
+def test_registry_roundtrip_and_password_stored_hashed(state_where):
+    reg = open_registry(state_where("stations.sqlite"))
     reg.add(Station(id="3034", mountpoint="GEONET3034", ecef=ARP, name="Fujisawa"), password="pa55word")
     st = reg.get("3034")
     assert st.ecef == ARP and st.name == "Fujisawa" and st.source_spec.kind == "push"
@@ -32,8 +32,7 @@ def test_registry_roundtrip_and_password_stored_hashed(tmp_path):
     public = st.public()
     assert public["approx_lat"] == 35.33 and public["approx_lon"] == 139.47 and "ecef" not in public
     assert "pa55word" not in json.dumps(st.private()) and "password_hash" not in st.private()
-    raw = (tmp_path / "stations.sqlite").read_bytes()
-    assert b"pa55word" not in raw
+    assert "pa55word" not in stored_text(state_where("stations.sqlite"), "stations")
     fp = reg.fingerprint()
     reg.remove("3034")
     assert reg.list() == [] and reg.fingerprint() != fp
@@ -53,15 +52,15 @@ def test_registry_roundtrip_and_password_stored_hashed(tmp_path):
     (Station(id="A", mountpoint="M", ecef=ARP, source="ntrip://host:2101/"), "p", "mountpoint"),
     (Station(id="A", mountpoint="M", ecef=ARP, source="rinex:a.obs"), "p", "nav"),
 ])
-def test_registry_rejects_bad_stations(tmp_path, station, password, message):
-    reg = StationRegistry(tmp_path / "s.sqlite")
+def test_registry_rejects_bad_stations(state_where, station, password, message):
+    reg = open_registry(state_where("s.sqlite"))
     with pytest.raises(CorsError, match=message):
         reg.add(station, password=password)
     assert reg.list() == []
 
 
-def test_duplicates_rejected(tmp_path):
-    reg = StationRegistry(tmp_path / "s.sqlite")
+def test_duplicates_rejected(state_where):
+    reg = open_registry(state_where("s.sqlite"))
     reg.add(Station(id="A", mountpoint="M", ecef=ARP), password="p")
     with pytest.raises(CorsError, match="already exists"):
         reg.add(Station(id="A", mountpoint="N", ecef=ARP), password="p")
@@ -80,8 +79,8 @@ def test_source_kinds():
     assert parse_source("push").kind == "push"
 
 
-def test_token_store(tmp_path):
-    store = TokenStore(tmp_path / "tokens.sqlite")
+def test_token_store(state_where):
+    store = open_tokens(state_where("tokens.sqlite"))
     token = store.create("vehicle", "car-1", mountpoints=["A", "B"])
     assert len(token) >= 40
     rec = store.verify(token)
@@ -97,15 +96,24 @@ def test_token_store(tmp_path):
         store.create("root", "x")
     with pytest.raises(TokenError, match="bad token name"):
         store.create("vehicle", "a:b")
-    raw = sqlite3.connect(tmp_path / "tokens.sqlite").execute("SELECT hash FROM tokens").fetchall()
-    assert token not in str(raw) and other not in str(raw)
+    raw = stored_text(state_where("tokens.sqlite"), "tokens")
+    assert token not in raw and other not in raw and rec.name in raw
     assert store.revoke("car-1") and not store.revoke("car-1")
     assert store.verify(token) is None and store.verify_basic("car-1", token) is None
     assert [(t.name, t.revoked) for t in store.list() if t.name == "car-1"] == [("car-1", True)]
 
 
-def test_cli_stations_and_tokens(tmp_path, monkeypatch):
-    monkeypatch.setenv("MAPSVC_HOME", str(tmp_path))
+def _deploy_env(state_where, tmp_path) -> dict:
+    """MAPSVC_HOME, plus MAPSVC_STORE for the PostgreSQL deployment (its tokens and stations then live there)."""
+    env = {"MAPSVC_HOME": str(tmp_path)}
+    if "://" in state_where("tokens.sqlite"):
+        env["MAPSVC_STORE"] = f"{state_where('tokens.sqlite')}?blobs={tmp_path / 'shared'}"
+    return env
+
+
+def test_cli_stations_and_tokens(tmp_path, monkeypatch, state_where):
+    for key, value in _deploy_env(state_where, tmp_path).items():
+        monkeypatch.setenv(key, value)
     from mapsvc.cli import cli, main
 
     run = CliRunner().invoke
@@ -118,7 +126,8 @@ def test_cli_stations_and_tokens(tmp_path, monkeypatch):
     assert json.loads(r.output)["ecef"] == list(ARP)
     r = run(cli, ["tokens", "create", "--role", "vehicle", "--name", "car1"])
     token = r.stdout.strip().splitlines()[-1]
-    assert TokenStore(tmp_path / "tokens.sqlite").verify(token).name == "car1"
+    assert open_tokens(state_where("tokens.sqlite")).verify(token).name == "car1"
+    assert open_registry(state_where("stations.sqlite")).get("3034").name == "Fujisawa"
     assert "car1" in run(cli, ["tokens", "list"]).output and token not in run(cli, ["tokens", "list"]).output
     assert run(cli, ["tokens", "revoke", "car1"]).exit_code == 0
     assert run(cli, ["stations", "remove", "3034"]).exit_code == 0
@@ -128,6 +137,10 @@ def test_cli_stations_and_tokens(tmp_path, monkeypatch):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
+    on_postgres = "://" in state_where("tokens.sqlite")
+    # a PostgreSQL deployment keeps no token or station file in the home: nodes share the database instead
+    assert (tmp_path / "tokens.sqlite").exists() != on_postgres
+    assert (tmp_path / "stations.sqlite").exists() != on_postgres
 
 
 def _free_port() -> int:
@@ -136,9 +149,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_mapsvc_serve_runs_the_caster(tmp_path):
-    env = dict(os.environ, MAPSVC_HOME=str(tmp_path))
-    StationRegistry(tmp_path / "stations.sqlite").add(
+def test_mapsvc_serve_runs_the_caster(tmp_path, state_where):
+    env = dict(os.environ, **_deploy_env(state_where, tmp_path))
+    open_registry(state_where("stations.sqlite")).add(
         Station(id="3034", mountpoint="GEONET3034", ecef=ARP), password="pw")
     port = _free_port()
     exe = Path(sys.executable).with_name("mapsvc")

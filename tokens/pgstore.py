@@ -1,0 +1,54 @@
+"""The token store on PostgreSQL (psycopg 3), so that several API and caster nodes share one set of tokens.
+
+Same table and SQL as the SQLite store (:class:`tokens.store.TokenStore`); only the connection differs.
+"""
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+from tokens.store import TokenError, TokenStore
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tokens ("
+    " name text PRIMARY KEY, role text NOT NULL, hash text NOT NULL UNIQUE,"
+    " created double precision NOT NULL, mountpoints text, revoked integer NOT NULL DEFAULT 0)"
+)
+# Two nodes starting at once must not both run the CREATEs (PostgreSQL's catalogue would race).
+SCHEMA_LOCK = 0x746F6B6E  # "tokn"
+
+
+def public_url(url: str) -> str:
+    """The URL without password or query, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc, query=""))
+
+
+def connect(url: str, schema: str, lock: int, error: type[Exception]):
+    """An autocommit psycopg connection with ``schema`` created idempotently (under an advisory lock)."""
+    import psycopg
+
+    try:
+        db = psycopg.connect(url, autocommit=True)
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+            for statement in filter(str.strip, schema.split(";")):
+                db.execute(statement)
+    except psycopg.Error as exc:
+        raise error(f"{public_url(url)}: {str(exc).strip().splitlines()[0]}") from None
+    return db
+
+
+class PostgresTokenStore(TokenStore):
+    def __init__(self, url: str):
+        import psycopg
+
+        self.integrity_error = psycopg.errors.UniqueViolation
+        self.path = public_url(url)  # named in messages
+        self._lock = threading.Lock()
+        self._db = connect(url, SCHEMA, SCHEMA_LOCK, TokenError)
+
+    def _q(self, sql: str, args=()):
+        return self._db.execute(sql.replace("?", "%s"), args)
