@@ -196,6 +196,19 @@ class RtkEngine:
         rtk.rtkfree(self.rtk)
 
 
+def rtkpos_pair(state, nav, rover: Sequence, base: Sequence) -> None:
+    """One ``rtkpos`` call on an epoch of rover (labelled rcv 1) and base (rcv 2) records."""
+    n_r, n_b = len(rover), len(base)
+    arr = rtk.Arr1Dobsd_t(n_r + n_b)
+    for k, rec in enumerate(rover):
+        arr[k] = rec
+        arr[k].rcv = 1
+    for k, rec in enumerate(base):
+        arr[n_r + k] = rec
+        arr[n_r + k].rcv = 2
+    rtk.rtkpos(state, arr.ptr, n_r + n_b, nav)
+
+
 def copy_records(src, n: int, rcv: int | None = None) -> list:
     """Own copies of ``n`` obsd_t (RTKLIB reuses its decode buffers); optionally relabel rcv."""
     arr = rtk.Arr1Dobsd_t(max(n, 1))

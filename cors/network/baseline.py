@@ -19,6 +19,7 @@ import numpy as np
 import pyrtklib as rtk
 
 from cors.network.sites import Site
+from cors.rtk import rtkpos_pair
 
 # RTKLIB's state layout (rtkpos.c NP/NI/NT/II/IT): dynamics off, ionosphere and ZWD estimated.
 NP = 3
@@ -134,14 +135,7 @@ class Baseline:
         n_a, n_m = len(aux_records), len(master_records)
         if not n_a or not n_m:
             return None
-        arr = rtk.Arr1Dobsd_t(n_a + n_m)
-        for k, rec in enumerate(aux_records):
-            arr[k] = rec
-            arr[k].rcv = 1
-        for k, rec in enumerate(master_records):
-            arr[n_a + k] = rec
-            arr[n_a + k].rcv = 2
-        rtk.rtkpos(self.rtk, arr.ptr, n_a + n_m, self.nav)
+        rtkpos_pair(self.rtk, self.nav, aux_records, master_records)
         sol = self.rtk.sol
         fixed = int(sol.stat) == 1
         # float states always: switching to xa only on fixed epochs makes the corrections jump;

@@ -18,6 +18,7 @@ import pyrtklib as rtk
 
 from cors.network.baseline import network_options
 from cors.network.sites import Site, enu_matrix
+from cors.rtk import rtkpos_pair
 
 MONITOR_CONF = """\
 pos1-posmode       =static
@@ -84,15 +85,7 @@ class _EdgeFilter:
         self.check = EdgeCheck(near.name, far.name)
 
     def step(self, far_records, near_records) -> None:
-        n_f, n_n = len(far_records), len(near_records)
-        arr = rtk.Arr1Dobsd_t(n_f + n_n)
-        for k, rec in enumerate(far_records):
-            arr[k] = rec
-            arr[k].rcv = 1
-        for k, rec in enumerate(near_records):
-            arr[n_f + k] = rec
-            arr[n_f + k].rcv = 2
-        rtk.rtkpos(self.rtk, arr.ptr, n_f + n_n, self.nav)
+        rtkpos_pair(self.rtk, self.nav, far_records, near_records)
         sol = self.rtk.sol
         if not sol.stat:
             return
