@@ -40,3 +40,16 @@ class BlobDir:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+class BlobFiles:
+    """``blob``/``blob_file`` for a release store whose blobs are files in ``self.blobs`` (SQLite and PostgreSQL
+    stores alike): listed before ``ReleaseStore`` in the bases, it fills those two abstract methods."""
+
+    blobs: BlobDir
+
+    def blob(self, sha256: str) -> bytes:
+        return self.blobs.read(sha256)
+
+    def blob_file(self, sha256: str) -> Path:
+        return self.blobs.path(sha256)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from tiles.blobs import BlobDir
+from tiles.blobs import BlobDir, BlobFiles
 from tiles.errors import StoreError
 from tiles.store import ReleaseInfo, ReleaseStore, check_release_name, manifest_bytes
 
@@ -58,7 +58,7 @@ def split_url(url: str) -> tuple[str, Path]:
     return urlunsplit(parts._replace(query=rest)), Path(blobs[-1])
 
 
-class PostgresReleaseStore(ReleaseStore):
+class PostgresReleaseStore(BlobFiles, ReleaseStore):
     indexed_area_queries = True
     def __init__(self, url: str):
         import psycopg
@@ -149,12 +149,6 @@ class PostgresReleaseStore(ReleaseStore):
             self.manifest(name)
             raise StoreError(f"release {name!r} has no tile {tile_id}")
         return self.blob(row[0]), row[0]
-
-    def blob(self, sha256: str) -> bytes:
-        return self.blobs.read(sha256)
-
-    def blob_file(self, sha256: str) -> Path:
-        return self.blobs.path(sha256)
 
     def attachment(self, name: str, key: str, *, restricted_ok: bool = False) -> bytes:
         row = self._one("SELECT data, restricted FROM attachments WHERE release=%s AND key=%s", (name, key))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from lanelets.files import write_atomic
-from tiles.blobs import BlobDir
+from tiles.blobs import BlobDir, BlobFiles
 from tiles.cutter import Tile
 from tiles.errors import StoreError
 
@@ -285,7 +285,7 @@ class ReleaseStore(ABC):
         return manifest
 
 
-class SqliteReleaseStore(ReleaseStore):
+class SqliteReleaseStore(BlobFiles, ReleaseStore):
     """SQLite catalogue + a directory of content-addressed blobs (the embedded default)."""
 
     SCHEMA = """
@@ -383,12 +383,6 @@ class SqliteReleaseStore(ReleaseStore):
             self.manifest_raw(name)  # unknown release -> its own error
             raise StoreError(f"release {name!r} has no tile {tile_id}")
         return self.blob(row[0]), row[0]
-
-    def blob(self, sha256: str) -> bytes:
-        return self.blobs.read(sha256)
-
-    def blob_file(self, sha256: str) -> Path:
-        return self.blobs.path(sha256)
 
     def attachment(self, name: str, key: str, *, restricted_ok: bool = False) -> bytes:
         with self._connect() as db:
