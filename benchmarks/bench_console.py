@@ -3,14 +3,16 @@
 
 The release is a shared Autoware intersection map replicated 7 times 0.05 degree apart (real lanelets, about
 50 tiles at level 15), published and served by a real `mapsvc serve`. "First render": a fresh
-browser profile (nothing cached), from navigation start to the map idle with every tile drawn; once with the
-server's GeoJSON cache empty (each tile converted on its first request), then with it filled.
+browser profile (nothing cached), from navigation start to the map idle with every tile drawn: as publish
+leaves the release (every tile's GeoJSON made at publish, beside the blobs), then once with that directory
+emptied (each tile converted on its first request, as for a release published before the console existed).
 Target: under 2 s.
 """
 from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.mapgen import replicate
@@ -26,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "lanelet2"
 MAP = "autoware_core_intersection_lanelet2_map.osm"
 TARGET_S = 2.0
+RUNS = 5  # renders vary by a few tenths of a second run to run on 2 shared cores: report the median
 
 
 def _free_port() -> int:
@@ -87,6 +91,31 @@ def _render(url: str, token: str, release: str) -> float:
         b.quit()
 
 
+@contextmanager
+def _server(env: dict):
+    """A real `mapsvc serve` (gunicorn) on free ports; yields its URL."""
+    import requests
+
+    port = _free_port()
+    exe = Path(sys.executable).with_name("mapsvc")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mapsvc"]
+    proc = subprocess.Popen(cmd + ["serve", "--port", str(port), "--ntrip-port", str(_free_port())], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            cwd=str(REPO))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(url + "/v1/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+
+
 def run() -> dict:
     title = "web console: first render of a ~50-tile release map (headless Chromium) and tile GeoJSON"
     src = SHARED / MAP
@@ -119,34 +148,19 @@ def run() -> dict:
             os.environ.update(saved)
         n_tiles = len(store.manifest("bench")["tiles"])
         rows, extra = _geojson_rows(store, "bench", tmp)
-        port = _free_port()
-        exe = Path(sys.executable).with_name("mapsvc")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mapsvc"]
-        proc = subprocess.Popen(cmd + ["serve", "--port", str(port), "--ntrip-port", str(_free_port())], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                cwd=str(REPO))
-        url = f"http://127.0.0.1:{port}"
-        try:
-            import requests
-
-            for _ in range(300):
-                try:
-                    if requests.get(url + "/v1/health", timeout=1).ok:
-                        break
-                except requests.RequestException:
-                    time.sleep(0.1)
-            load_before = os.getloadavg()[0]
+        load_before = os.getloadavg()[0]
+        with _server(env) as url:  # as publish left it: every tile already converted
+            after_publish = [_render(url, token, "bench") for _ in range(RUNS)]
+        shutil.rmtree(store.derived_dir("geojson"))
+        with _server(env) as url:  # a release published without the console map: converted on request
             cold = _render(url, token, "bench")
-            warm = [_render(url, token, "bench") for _ in range(3)]
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
+    med = statistics.median(after_publish)
     rows += [
-        {"what": "first render, server GeoJSON cache empty", "tiles": n_tiles, "render_s": round(cold, 2),
-         "target_s": TARGET_S, "meets_target": cold < TARGET_S},
-        {"what": "first render (fresh browser), server cache filled, median of 3", "tiles": n_tiles,
-         "render_s": round(statistics.median(warm), 2), "render_s_max": round(max(warm), 2),
-         "target_s": TARGET_S, "meets_target": statistics.median(warm) < TARGET_S},
+        {"what": f"first render (fresh browser) after publish, median of {RUNS}", "tiles": n_tiles,
+         "render_s": round(med, 2), "render_s_max": round(max(after_publish), 2), "target_s": TARGET_S,
+         "meets_target": med < TARGET_S},
+        {"what": "first render, tiles converted on request (GeoJSON dir emptied)", "tiles": n_tiles,
+         "render_s": round(cold, 2), "target_s": TARGET_S, "meets_target": cold < TARGET_S},
     ]
     load = (load_before, os.getloadavg()[0])
     return {"title": title, "rows": rows, **extra, "load_average": load, "notes": [
@@ -155,4 +169,5 @@ def run() -> dict:
         f"{MAP} x7 (0.05 degree apart), level 15, {n_tiles} tiles; served by `mapsvc serve` (gunicorn)",
         "render: navigation start to map idle with all tiles (window.mapsvcRenderMs); WebGL on SwiftShader",
         "vs_gdal: our lanelet-aware conversion time / GDAL OSM driver (lines + multipolygons) on the same tile",
+        f"publish converts every tile once for the console: {extra['make_s_total']} s for this release",
     ]}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 import time
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from tiles.signing import release_signature
 from tiles.store import DESENSITISATION, check_release_name, raster_attachment, raster_path
 
 from mapsvc import __version__
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -119,5 +122,22 @@ def publish(path, release: str, store_url, level: int = DEFAULT_LEVEL, origin=No
             entry["rasters"] = tile_rasters[entry["id"]]
     with progress("publishing", len(tiles)) as tick:
         # manifest.sig is signed over the exact manifest bytes and stored in the same transaction (tiles.signing)
-        return store.publish(release, tiles, manifest, progress=tick,
-                             attachments={**release_signature(manifest, home()), **attachments})
+        stored = store.publish(release, tiles, manifest, progress=tick,
+                               attachments={**release_signature(manifest, home()), **attachments})
+    warm_console_map(store, release)
+    return stored
+
+
+def warm_console_map(store, release: str) -> None:
+    """Convert the release's tiles for the console's map now, so its first view converts nothing. Only a
+    cache: the release is already published, and a failure here costs a slower first view, not the release."""
+    from tiles.geojson import GeoJSONCache
+
+    directory = store.derived_dir("geojson")
+    if directory is None:
+        return
+    try:
+        with progress("console map", len(store.manifest(release)["tiles"])) as tick:
+            GeoJSONCache(directory, memory_mb=0).warm(store, release, progress=tick)
+    except (OSError, TileError) as exc:
+        log.warning("release %s: console map not prepared (%s); tiles convert on first view", release, exc)

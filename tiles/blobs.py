@@ -53,3 +53,7 @@ class BlobFiles:
 
     def blob_file(self, sha256: str) -> Path:
         return self.blobs.path(sha256)
+
+    def derived_dir(self, kind: str) -> Path:
+        # beside the blob directory (``blobs/sha256``), so it is as shared as the blobs are
+        return self.blobs.root.parent / kind

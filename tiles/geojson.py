@@ -15,12 +15,20 @@ Parsing is :func:`lanelets.osm.read_osm`'s; geometry is shapely's.
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import shapely
 
 from lanelets import read_osm
+from lanelets.files import write_atomic
+from tiles.errors import StoreError
 
 _DECIMALS = 8  # 1e-8 degree is about a millimetre: finer digits only make the file bigger
 
@@ -33,6 +41,63 @@ def tile_geojson(tile_gz: bytes) -> dict:
 def tile_geojson_bytes(tile_gz: bytes) -> bytes:
     """Compact UTF-8 JSON of :func:`tile_geojson` (what the API serves and caches)."""
     return json.dumps(tile_geojson(tile_gz), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class GeoJSONCache:
+    """gzip'd GeoJSON by tile sha256: memory (bounded, oldest out first) in front of a directory.
+
+    A tile's GeoJSON depends on nothing but the tile's bytes, so it is made once per sha256. The directory is
+    the store's :meth:`~tiles.store.ReleaseStore.derived_dir` (shared like the blobs, so one conversion serves
+    every worker and node) and is filled at publish (:meth:`warm`): a release's first view converts nothing.
+    """
+
+    def __init__(self, directory: str | Path, memory_mb: float = 32.0):
+        self.dir = Path(directory)
+        self.budget = int(memory_mb * 1024 * 1024)
+        self._mem: OrderedDict[str, bytes] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def path(self, sha: str) -> Path:
+        return self.dir / sha[:2] / f"{sha}.geojson.gz"
+
+    def get(self, sha: str, tile_bytes: Callable[[], bytes]) -> bytes:
+        """The gzip'd GeoJSON of the tile ``sha``; ``tile_bytes()`` gives the tile when it must be converted.
+        A tile whose bytes do not hash to ``sha`` is :class:`StoreError` (nothing is cached from it)."""
+        data = self._mem.get(sha)
+        if data is not None:
+            return data
+        path = self.path(sha)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            tile = tile_bytes()
+            if hashlib.sha256(tile).hexdigest() != sha:
+                raise StoreError(f"tile {sha} is damaged in the store") from None
+            # mtime=0: the same tile always gives the same bytes
+            data = gzip.compress(tile_geojson_bytes(tile), 6, mtime=0)
+            write_atomic(path, data, mode=0o644)
+        if len(data) <= self.budget // 4:
+            with self._lock:
+                if sha not in self._mem:
+                    self._mem[sha] = data
+                    self._total += len(data)
+                while self._total > self.budget and self._mem:
+                    self._total -= len(self._mem.popitem(last=False)[1])
+        return data
+
+    def warm(self, store, release: str, progress: Callable[[int], None] | None = None) -> int:
+        """Convert every tile of ``release`` not converted yet (a tile shared with an older release is not
+        converted again); returns how many were converted."""
+        made = 0
+        for entry in store.manifest(release)["tiles"]:
+            sha = entry["sha256"]
+            if not self.path(sha).exists():
+                self.get(sha, lambda sha=sha: store.blob(sha))
+                made += 1
+            if progress is not None:
+                progress(1)
+        return made
 
 
 def osm_geojson(m) -> dict:

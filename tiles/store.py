@@ -217,6 +217,11 @@ class ReleaseStore(ABC):
     def attachment(self, name: str, key: str, *, restricted_ok: bool = False) -> bytes:
         """A release attachment; a restricted one (e.g. audit.json) only with ``restricted_ok``."""
 
+    def derived_dir(self, kind: str) -> Path | None:
+        """A directory for files made from tiles (``kind``: e.g. ``geojson``), shared as the blobs are, so a
+        conversion done once (at publish) serves every node; None when this back end keeps no local files."""
+        return None
+
     # -- derived (the same for every back end) --------------------------------------------------------
     def manifest(self, name: str) -> dict:
         return json.loads(self.manifest_raw(name))

@@ -76,8 +76,8 @@ def test_tile_geojson_caching_and_access_rules(get, store, api_home, server):
     assert get(path, role="vehicle", headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
     plain = get(path, role="vehicle", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in plain.headers and json.loads(plain.content) == r.json()
-    # converted once, kept by the tile's sha256 for every worker
-    cached = api_home["home"] / "cache" / "geojson" / entry["sha256"][:2] / f"{entry['sha256']}.geojson.gz"
+    # converted once, kept by the tile's sha256 beside the blobs, for every worker and node
+    cached = store.derived_dir("geojson") / entry["sha256"][:2] / f"{entry['sha256']}.geojson.gz"
     assert cached.exists() and json.loads(gzip.decompress(cached.read_bytes())) == r.json()
     assert_problem(get(path, role=None), 401)
     assert_problem(get(path, role="revoked"), 401)
@@ -89,8 +89,27 @@ def test_tile_geojson_caching_and_access_rules(get, store, api_home, server):
     assert "/v1/releases/{release}/tiles/{tile_id}.geojson" in spec["paths"]
 
 
+def test_publish_prepares_every_tile_for_the_console(get, store):
+    """publish fills the store's shared GeoJSON directory, so a release's first view converts nothing; the API
+    serves exactly those bytes."""
+    from tiles.geojson import GeoJSONCache, tile_geojson_bytes
+
+    cache = GeoJSONCache(store.derived_dir("geojson"))
+    for name in ("r1", "r2"):
+        tiles = store.manifest(name)["tiles"]
+        assert tiles
+        for entry in tiles:
+            path = cache.path(entry["sha256"])
+            assert path.is_file(), f"{name}: tile {entry['id']} not prepared at publish"
+            assert gzip.decompress(path.read_bytes()) == tile_geojson_bytes(store.blob(entry["sha256"]))
+    entry = store.manifest("r1")["tiles"][0]
+    r = get(f"/v1/releases/r1/tiles/{entry['id']}.geojson", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert r.content == gzip.decompress(cache.path(entry["sha256"]).read_bytes())
+
+
 def test_geojson_cache_converts_a_tile_once(store, tmp_path):
-    from mapsvc.api.geojson import GeoJSONCache
+    from tiles.geojson import GeoJSONCache
 
     entry = store.manifest("r1")["tiles"][0]
     calls = []

@@ -174,8 +174,13 @@ async function releasesPage() {
 }
 
 // -- maps ------------------------------------------------------------------------------------------
-function newMap(container) {
+function startWorkers() {
   maplibregl.setWorkerUrl("/console/maplibre-gl-worker.js");
+  maplibregl.prewarm();
+}
+
+function newMap(container) {
+  startWorkers();
   // no base map: a plain background; everything drawn is the release's own data
   const map = new maplibregl.Map({
     container, attributionControl: false, maxZoom: 22, fadeDuration: 0,
@@ -224,12 +229,15 @@ function addGrid(map, grid, colours) {
   }
 }
 
-// the style needs flat properties; the API keeps OSM tags as they are, under `tags`
+// The map's features carry only what the style and a click need (id, type, flat style keys); the rest (OSM
+// tags, bounds, members) stays on this side, looked up on click: the worker then copies and indexes far less.
+const DETAILS = new Map();
+
 function styleProps(f) {
-  const p = f.properties, t = typeof p.tags === "string" ? JSON.parse(p.tags) : (p.tags || {});
-  p._subtype = t.subtype || "";
-  p._kind = t.type || "";
-  p._dashed = p.type === "line_string" && (DASHED.has(t.subtype) || t.type === "virtual");
+  const p = f.properties, t = p.tags || {};
+  DETAILS.set(p.type + ":" + p.id, p);
+  f.properties = {id: p.id, type: p.type, _subtype: t.subtype || "", _kind: t.type || "",
+    _dashed: p.type === "line_string" && (DASHED.has(t.subtype) || t.type === "virtual")};
   return f;
 }
 
@@ -254,7 +262,7 @@ async function loadTiles(release, entries, progress) {
 
 function addMapLayers(map, data) {
   // a low simplification tolerance: at overview zooms the default one drops small lanelets (crosswalk pieces)
-  map.addSource("map", {type: "geojson", data, tolerance: 0.2});
+  map.addSource("map", {type: "geojson", data, tolerance: 0.2, buffer: 32});
   map.addLayer({id: "areas", type: "fill", source: "map", filter: ["==", ["get", "type"], "area"],
     paint: {"fill-color": "#d9d2c5", "fill-opacity": 0.6, "fill-antialias": false}});
   map.addLayer({id: "lanelets", type: "fill", source: "map", filter: ["==", ["get", "type"], "lanelet"],
@@ -294,11 +302,13 @@ function onClickShow(map, panel) {
       body = detailTable({check: p.check, severity: p.severity, element: p.element, kind: p.kind, id: p.id,
         detail: p.detail});
     } else {
-      const tags = typeof p.tags === "string" ? JSON.parse(p.tags) : p.tags;
+      const full = DETAILS.get(p.type + ":" + p.id) || p;
       title = `${p.type} ${p.id}`;
       const extra = {};
-      for (const k of ["left", "right", "regulatory_elements", "members"]) if (p[k] !== undefined) extra[k] = p[k];
-      body = el("div", {}, detailTable(extra), el("h3", {}, "tags"), detailTable(tags || {}));
+      for (const k of ["left", "right", "regulatory_elements", "members"]) {
+        if (full[k] !== undefined) extra[k] = full[k];
+      }
+      body = el("div", {}, detailTable(extra), el("h3", {}, "tags"), detailTable(full.tags || {}));
     }
     const box = el("div", {id: "selected", "data-type": p.type || "finding", "data-id": p.id},
       el("h2", {}, title), body);
@@ -327,7 +337,10 @@ function legend() {
 async function releasePage(release) {
   setState("loading");
   const manifest = await api(`/v1/releases/${encodeURIComponent(release)}`);
+  const entries = manifest.tiles;
   const status = el("div", {id: "map-status"}, "loading tiles…");
+  // the tiles are on their way before the map is built
+  const dataP = loadTiles(release, entries, (n) => { status.textContent = `tiles ${n}/${entries.length}`; });
   const panel = el("div", {id: "detail"}, el("p", {class: "muted"}, "Click an element to see its id and tags."));
   const mapDiv = el("div", {class: "map", id: "map"});
   $("#main").replaceChildren(el("div", {class: "toolbar"},
@@ -335,9 +348,7 @@ async function releasePage(release) {
     el("a", {href: `/releases/${encodeURIComponent(release)}/report`}, "report")),
   el("div", {class: "mapwrap"}, mapDiv, el("div", {class: "side"}, panel, legend())));
   const map = newMap(mapDiv);
-  const entries = manifest.tiles;
   map.fitBounds(boundsOf(entries), {padding: 30, animate: false});
-  const dataP = loadTiles(release, entries, (n) => { status.textContent = `tiles ${n}/${entries.length}`; });
   const findingsP = ME.permissions.includes("read_reports")
     ? api(`/v1/releases/${encodeURIComponent(release)}/report?format=json`).catch(() => null) : Promise.resolve(null);
   await loaded(map);
@@ -493,6 +504,8 @@ async function start() {
     if (ME) await route();
   };
   if (!token()) { showSignIn(); return; }
+  // the map pages' workers load and start while the page signs in and fetches its data
+  if (/^\/(releases\/[^/]+|stations)/.test(location.pathname)) startWorkers();
   ME = await signIn();
   if (ME) await route();
 }
