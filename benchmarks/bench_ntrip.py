@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -150,33 +151,40 @@ READ_PAUSE_S = 0.02
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; Python does not export it
 
 
-def _loadgen(port, n, creds, seconds, out):
+def _loadgen(port, n, creds, seconds, out, reconnect: bool = False):
+    """``reconnect``: a client whose connection closes while measuring dials its balancer again (as a rover
+    does, after 0.5 s) and the time from losing its stream to its next data is recorded as its gap."""
     import select
 
     ep = select.epoll()
-    socks, ok, head, bursts = {}, {}, {}, {}
+    socks, ok, head, owner = {}, {}, {}, {}
+    bursts = {i: [] for i in range(n)}
+    lost_at, gaps = {}, []
+    redial: list[tuple[float, int]] = []  # (due, client)
     t0 = time.monotonic()
-    failed = 0
     ports = [int(p) for p in str(port).split(",")]  # several balancers: clients spread round-robin
-    for i in range(n):
-        port = ports[i % len(ports)]
+
+    def dial(i: int) -> bool:
         user, pw = creds[i % len(creds)]
         auth = base64.b64encode(f"{user}:{pw}".encode()).decode()
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         s.settimeout(10)
         try:
-            s.connect(("127.0.0.1", port))
+            s.connect(("127.0.0.1", ports[i % len(ports)]))
             s.sendall((f"GET /{MOUNT} HTTP/1.0\r\nUser-Agent: NTRIP bench/1.0\r\n"
                        f"Authorization: Basic {auth}\r\n\r\n").encode())
         except OSError:
-            failed += 1
             s.close()
-            continue
+            return False
         s.setblocking(False)
         fd = s.fileno()
-        socks[fd], ok[fd], head[fd], bursts[fd] = s, None, b"", []
+        socks[fd], ok[fd], head[fd], owner[fd] = s, None, b"", i
         ep.register(fd, select.EPOLLIN)
+        return True
+
+    for i in range(n):
+        dial(i)
     deadline = time.monotonic() + 15
     t_from = float("inf")
     measuring = False
@@ -190,17 +198,25 @@ def _loadgen(port, n, creds, seconds, out):
             measuring = True
             t_from = time.time() + 1.0  # settle one epoch, then measure
             t_end = now + 1.0 + seconds
+            cpu0, wall0 = time.process_time(), now
         if measuring and now >= t_end:
             break
-        events = ep.poll(0.2, n + 1)
+        while redial and redial[0][0] <= now:
+            _, i = redial.pop(0)
+            if not dial(i):
+                redial.append((now + 0.5, i))
+        events = ep.poll(0.2, len(socks) + 1)
         if measuring and events:
             # read in batches: 10,000 simulated rovers should not wake this process 10,000 times
             # while the caster is still writing (real rovers cost the caster host nothing); the
             # kernel timestamps stay exact, "app p99" grows by up to this pause
             time.sleep(READ_PAUSE_S)
-            events = ep.poll(0, n + 1)
+            events = ep.poll(0, len(socks) + 1)
         for fd, _ev in events:
-            s = socks[fd]
+            s = socks.get(fd)
+            if s is None:
+                continue
+            i = owner[fd]
             try:
                 data, anc, _flags, _addr = s.recvmsg(65536, anc_size)
             except (BlockingIOError, InterruptedError):
@@ -210,8 +226,14 @@ def _loadgen(port, n, creds, seconds, out):
             app = time.time()
             if not data:
                 ep.unregister(fd)
-                ok[fd] = ok[fd] or False
-                socks[fd] = _Closed(s)
+                was_ok = ok.pop(fd)
+                s.close()
+                del socks[fd], head[fd], owner[fd]
+                if measuring and reconnect:
+                    lost_at.setdefault(i, app)
+                    redial.append((time.monotonic() + 0.5, i))
+                elif was_ok:
+                    lost_at.setdefault(i, app)
                 continue
             if ok[fd] is None:
                 head[fd] += data
@@ -232,9 +254,11 @@ def _loadgen(port, n, creds, seconds, out):
                 if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
                     sec, nsec = _TS.unpack(cdata[:_TS.size])
                     kern = sec + nsec * 1e-9
+            if i in lost_at:  # a redialled client's first data: its stream is back
+                gaps.append(kern - lost_at.pop(i))
             if kern < t_from:
                 continue
-            b = bursts[fd]
+            b = bursts[i]
             if b and kern - b[-1][1] < 0.3:
                 b[-1][1] = kern
                 b[-1][2] = app
@@ -242,23 +266,16 @@ def _loadgen(port, n, creds, seconds, out):
             else:
                 b.append([kern, kern, app, len(data)])
     t_to = time.time()
-    still = sum(1 for fd, s in socks.items() if ok[fd] and not isinstance(s, _Closed))
-    rows = [(fd, *b) for fd, bl in bursts.items() for b in bl]
+    cpu_pct = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100  # it shares the cores too
+    still = sum(1 for fd in socks if ok[fd])
+    rows = [(i, *b) for i, bl in bursts.items() for b in bl]
     np.save(out, np.array(rows, dtype=float).reshape(-1, 5))
     with open(out + ".json", "w") as fh:
-        json.dump({"served": sum(1 for v in ok.values() if v), "failed": n - sum(1 for v in ok.values() if v),
-                   "connect_s": connect_s, "still_connected": still,
-                   "t_from": t_from, "t_to": t_to}, fh)
+        json.dump({"served": served, "failed": n - served, "connect_s": connect_s, "still_connected": still,
+                   "t_from": t_from, "t_to": t_to, "lost": len(gaps) + len(lost_at),
+                   "not_back": len(lost_at), "gaps_s": gaps, "cpu_pct": cpu_pct}, fh)
     for s in socks.values():
         s.close()
-
-
-class _Closed:
-    def __init__(self, s):
-        self.s = s
-
-    def close(self):
-        self.s.close()
 
 
 def loadgen_main(argv):
@@ -268,38 +285,55 @@ def loadgen_main(argv):
     ap.add_argument("--creds")
     ap.add_argument("--seconds", type=float)
     ap.add_argument("--out")
+    ap.add_argument("--reconnect", action="store_true")
     a = ap.parse_args(argv)
     raise_nofile()
     creds = json.loads(Path(a.creds).read_text())
-    _loadgen(a.port, a.n, creds, a.seconds, a.out)
+    _loadgen(a.port, a.n, creds, a.seconds, a.out, reconnect=a.reconnect)
 
 
 # --- one measured run -----------------------------------------------------------------------------------
 
 def _measure(server_pid, port, n: int, creds, feeder: Feeder, work: Path, label: str,
-             extra_pids: dict | None = None) -> dict:
+             extra_pids: dict | None = None, *, seconds: float | None = None,
+             during: tuple[float, Callable[[], None]] | None = None) -> dict:
     """One row; ``server_pid`` is the caster, or a dict name -> pid of every process whose CPU counts
-    (``extra_pids``: processes reported beside it, e.g. the balancer and the bus)."""
+    (``extra_pids``: processes reported beside it, e.g. the balancer and the bus). ``during`` = (delay,
+    action): the action runs that long after the clients are connected (e.g. killing a node), and the
+    clients then redial whatever closes; the row reports how many lost their stream and how soon it was back."""
     import psutil
 
     creds_file = work / "creds.json"
     creds_file.write_text(json.dumps(creds))
     out = str(work / f"bursts_{label}_{n}")
+    seconds = seconds or MEASURE_S
     gen = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_ntrip", "--loadgen", "--port", str(port),
-                            "--n", str(n), "--creds", str(creds_file), "--seconds", str(MEASURE_S),
-                            "--out", out], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--n", str(n), "--creds", str(creds_file), "--seconds", str(seconds),
+                            "--out", out] + (["--reconnect"] if during else []),
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = gen.stdout.readline().split()
     if not line or line[0] != "CONNECTED":
         gen.kill()
         raise RuntimeError(f"load generator failed: {gen.stderr.read()[-2000:]}")
+    if during:
+        threading.Timer(*during).start()
     servers = server_pid if isinstance(server_pid, dict) else {"caster": server_pid}
     procs = {k: psutil.Process(p) for k, p in {**servers, **(extra_pids or {})}.items()}
-    cpu_of = lambda: {k: (lambda t: t.user + t.system)(p.cpu_times()) for k, p in procs.items()}  # noqa: E731
+    def cpu_of() -> dict:
+        out = {}
+        for k, p in procs.items():
+            try:
+                t = p.cpu_times()
+            except psutil.NoSuchProcess:  # a node killed on purpose: no figure for it
+                continue
+            out[k] = t.user + t.system
+        return out
+
     t0s, w0 = cpu_of(), time.monotonic()
-    gen.wait(MEASURE_S + 120)
+    gen.wait(seconds + 120)
     t1s, w1 = cpu_of(), time.monotonic()
-    rss = sum(procs[k].memory_info().rss for k in servers) / 2**20
-    per_cpu = {k: (t1s[k] - t0s[k]) / (w1 - w0) * 100 for k in procs}
+    rss = sum(procs[k].memory_info().rss for k in servers if k in t1s) / 2**20
+    per_cpu = {k: (t1s[k] - t0s[k]) / (w1 - w0) * 100 for k in procs if k in t1s}
     if gen.returncode:
         raise RuntimeError(f"load generator failed: {gen.stderr.read()[-2000:]}")
     meta = json.loads(Path(out + ".json").read_text())
@@ -316,7 +350,7 @@ def _measure(server_pid, port, n: int, creds, feeder: Feeder, work: Path, label:
         complete += int(nbytes == sizes[k])
     lat_ms, app_ms = np.array(lat) * 1e3, np.array(app_lat) * 1e3
     epochs_sent = sum(1 for t in emits if meta["t_from"] <= t < meta["t_to"] - 0.2)
-    cpu = sum(per_cpu[k] for k in servers)
+    cpu = sum(per_cpu.get(k, 0.0) for k in servers)
     row = {
         "caster": label, "clients": n, "load avg": round(os.getloadavg()[0], 1), "served": meta["served"], "held": meta["still_connected"],
         "connect_s": round(meta["connect_s"], 2),
@@ -330,6 +364,12 @@ def _measure(server_pid, port, n: int, creds, feeder: Feeder, work: Path, label:
     }
     if len(procs) > 1:
         row["cpu % by process"] = {k: round(v, 1) for k, v in per_cpu.items()}
+        row["cpu % by process"]["loadgen"] = round(meta["cpu_pct"], 1)
+    if during:
+        gaps = np.array(meta["gaps_s"])
+        row.update({"lost": meta["lost"], "not back": meta["not_back"],
+                    "back p50 s": round(float(np.median(gaps)), 1) if len(gaps) else None,
+                    "back max s": round(float(gaps.max()), 1) if len(gaps) else None})
     return row
 
 

@@ -76,6 +76,7 @@ class Cluster:
     lb: HAProxy | None = None
     members: list[Node] = field(default_factory=list)
     env: dict = field(default_factory=dict)
+    serve_args: tuple[str, ...] = ()  # more `mapsvc serve` options for every node
 
     def start_engines(self) -> "Cluster":
         self.root = Path(self.root).resolve()
@@ -107,6 +108,7 @@ class Cluster:
             cmd = mapsvc_cmd() + ["serve", "--node-id", f"n{i}", "--port", str(http), "--ntrip-port", str(ntrip)]
             if not self.http:
                 cmd.append("--no-http")
+            cmd += list(self.serve_args)
             proc = subprocess.Popen(cmd, env=self.node_env(f"n{i}"), stdout=subprocess.DEVNULL,
                                     stderr=open(logs / f"n{i}.log", "ab"))
             self.members.append(Node(f"n{i}", http, ntrip, proc))
