@@ -222,3 +222,32 @@ def test_a_request_waiting_on_postgres_does_not_stall_its_http_worker(tmp_path, 
         lock.close()
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+
+
+def test_store_tokens_and_stations_come_back_after_a_postgres_restart(tmp_path):
+    """PostgreSQL restarts (a failover, an upgrade): the long-lived connections of the release store, the
+    token store and the station registry reconnect by themselves; reads right after the restart answer."""
+    from cors.stations import Station, open_registry
+    from mapsvc.engines import EngineMissing, Postgres
+    from tokens import open_tokens
+
+    pg = Postgres(tmp_path / "pg")
+    try:
+        pg.start()
+    except EngineMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        store = open_store(pg_store_url(pg.url, tmp_path / "shared"))
+        tokens, registry = open_tokens(pg.url), open_registry(pg.url)
+        token = tokens.create("vehicle", "car1")
+        registry.add(Station(id="S1", mountpoint="S1", ecef=(-2148744.0, 4426641.0, 4044655.0), name="S1"),
+                     password="src")
+        assert store.releases() == [] and tokens.verify(token).name == "car1" and registry.get("S1")
+        pg.stop(fast=True)  # every session is cut
+        pg.start()  # same data, same port
+        assert store.releases() == []
+        assert tokens.verify(token).name == "car1"
+        assert [s.id for s in registry.list()] == ["S1"]
+        assert tokens.create("vehicle", "car2")  # writes too, once the connection is back
+    finally:
+        pg.stop()
