@@ -108,7 +108,7 @@ class NetworkMount(Mountpoint):
         super().__init__(caster, config.name)
         self.config = config
         self.clients: dict = {}  # conn -> last usable GGA
-        self.cells: dict[tuple[int, int], CellFeed] = {}
+        self.cells: dict[tuple[int, int, int], CellFeed] = {}  # by virtual station key
         self.sites: list | None = None  # network sites (None: fewer than two stations)
         self._site_ids: frozenset = frozenset()
         self._sites_key = None
@@ -278,7 +278,7 @@ class NetworkMount(Mountpoint):
         cell = self.service.place(conn, gga.lat, gga.lon, gga.height)
         feed = self.cells.get(cell)
         if feed is None:
-            feed = self.cells[cell] = CellFeed(self.caster, f"{self.name}@{cell[0]},{cell[1]}")
+            feed = self.cells[cell] = CellFeed(self.caster, f"{self.name}@{','.join(map(str, cell))}")
         if conn.mount is not feed:
             self.caster.feed(conn, feed)
         self._drop_empty_cells()
