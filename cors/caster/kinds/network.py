@@ -182,7 +182,7 @@ class NetworkMount(Mountpoint):
         wanted = set(self.config.stations)
         mounts = sorted((m for m in self.caster.mounts.values() if not wanted or m.sid in wanted),
                         key=lambda m: m.sid)
-        key = tuple((m.sid, tuple(m.station.ecef), m.station.antenna) for m in mounts)
+        key = tuple((m.sid, tuple(m.arp_ecef), m.station.antenna) for m in mounts)
         if key == self._sites_key:
             return
         self._sites_key = key
@@ -192,7 +192,8 @@ class NetworkMount(Mountpoint):
             return
         sites = []
         for m in mounts:
-            site = Site(m.sid, np.array(m.station.ecef, dtype=float), antenna=m.station.antenna)
+            # the ARP in the service frame (as its 1005/1006 are served): rovers, and so virtual stations, are in it
+            site = Site(m.sid, np.array(m.arp_ecef, dtype=float), antenna=m.station.antenna)
             site.pcv = antenna_model(self.config.atx, m.station.antenna, None)
             sites.append(site)
         self.sites, self._site_ids = sites, frozenset(s.name for s in sites)
