@@ -168,6 +168,8 @@ class Caster:
             except (asyncio.TimeoutError, Exception):
                 pass
             self._server = None
+        for mp in self.virtual.values():
+            mp.close()
         self.fanout.shutdown()
         if self.status_path is not None:
             try:

@@ -80,5 +80,12 @@ class VirtualStationPool:
             if not st.clients:
                 self.stations.pop(st.key, None)
 
+    def mirror(self, stations: dict) -> None:
+        """Hold exactly these stations, {key: (ECEF, station id)}: the copy of the caster's pool that its
+        network processor generates for (:mod:`cors.network.worker`)."""
+        self.stations = {k: VirtualStation(k[:2], np.array(pos, dtype=float), sid, k[2])
+                         for k, (pos, sid) in stations.items()}
+        self.client_station.clear()
+
     def __len__(self) -> int:
         return len(self.stations)
