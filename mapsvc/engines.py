@@ -172,6 +172,7 @@ class HAProxy:
     services: dict[str, list[int]]
     ports: dict[str, int] = field(default_factory=dict)
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    send_proxy: bool = False  # the mapsvc nodes take it (serve --proxy-from); other back ends may not
 
     def config(self) -> str:
         import resource
@@ -184,7 +185,10 @@ class HAProxy:
             lines += [f"frontend {name}_in", f"    bind 127.0.0.1:{self.ports[name]}",
                       f"    default_backend {name}_nodes",
                       f"backend {name}_nodes", "    balance leastconn"]
-            lines += [f"    server n{i + 1} 127.0.0.1:{p} check inter 500 fall 1 rise 2"
+            # send-proxy: each connection starts with a PROXY v1 line naming the client (the nodes run with
+            # --proxy-from; v1 because gunicorn reads only v1), so per-address limits see clients, not us
+            proxy = " send-proxy" if self.send_proxy else ""
+            lines += [f"    server n{i + 1} 127.0.0.1:{p} check inter 500 fall 1 rise 2{proxy}"
                       for i, p in enumerate(backends)]
         return "\n".join(lines) + "\n"
 
