@@ -30,19 +30,25 @@ def _epochs(body: str) -> dict[str, list[str]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def hour_of_rtcm():
-    """The first hour of the real base, encoded to RTCM 3 MSM7 by RTKLIB, per epoch."""
+def _encoded(start_s: float, end_s: float) -> list:
+    """The real base's epochs from start_s to end_s (seconds after its first), encoded to RTCM 3 MSM7 by RTKLIB."""
     from cors.rtcm_encode import encode_rinex
 
     require_shared(BASE)
     out, first = [], None
     for ep in encode_rinex(BASE, [NAV], station_id=770):
         first = ep.gpst if first is None else first
-        if ep.gpst - first >= 3600:
+        if ep.gpst - first >= end_s:
             break
-        out.append(ep.raw)
+        if ep.gpst - first >= start_s:
+            out.append(ep)
     return out
+
+
+@pytest.fixture(scope="module")
+def hour_of_rtcm():
+    """The first hour of the real base, per epoch."""
+    return [ep.raw for ep in _encoded(0, 3600)]
 
 
 @pytest.mark.slow
@@ -97,16 +103,7 @@ def test_hours_are_the_gps_time_of_the_epochs_not_of_their_arrival(tmp_path, red
 
     from pyrtcm import RTCMReader
 
-    from cors.rtcm_encode import encode_rinex
-
-    require_shared(BASE)
-    epochs, first = [], None
-    for ep in encode_rinex(BASE, [NAV], station_id=770):
-        first = ep.gpst if first is None else first
-        if ep.gpst - first >= 3900:
-            break
-        if ep.gpst - first >= 3300:  # 00:55 to 01:05 GPS time
-            epochs.append(ep)
+    epochs = _encoded(3300, 3900)  # 00:55 to 01:05 GPS time
     bus = RedisBus(redis_server.url, "ingest")
     for ep in epochs:
         bus.publish_now("CREU", ep.raw, ep.gpst - GPS_MINUS_UTC_2010 + 45.0)
