@@ -90,7 +90,7 @@ class NetworkEpoch:
 
 class NetworkEngine:
     def __init__(self, sites: Sequence[Site], nav, *, network_conf: str | None = None,
-                 integrity: bool = True):
+                 integrity: bool = True, resolve: bool = True):
         if len(sites) < 1:
             raise CorsError("a network needs at least one reference station")
         names = [s.name for s in sites]
@@ -100,6 +100,7 @@ class NetworkEngine:
         self.by_name = {s.name: s for s in self.sites}
         self.nav = nav
         self._conf = network_conf
+        self._resolve = resolve  # network ambiguity resolution (False: float network, an ablation)
         self.edges = network_edges(self.sites)
         self._rebuild()
         self.monitor = IntegrityMonitor(self.sites, self.edges, nav) if integrity and len(sites) > 1 else None
@@ -119,7 +120,8 @@ class NetworkEngine:
         for i, j in edges:
             if (i, j) not in self.baselines:
                 popt = network_options(self._conf) if self._conf else network_options()
-                self.baselines[(i, j)] = Baseline(self.sites[i], self.sites[j], self.nav, popt)
+                self.baselines[(i, j)] = Baseline(self.sites[i], self.sites[j], self.nav, popt,
+                                                  resolve=self._resolve)
 
     def exclude(self, name: str, why: str) -> None:
         site = self.by_name[name]
@@ -182,7 +184,9 @@ class NetworkEngine:
                           "excluded": s.excluded or None, "stale": stale.get(s.name)} for s in self.sites],
             "baselines": [{"name": bl.name, "km": round(bl.length_km, 1),
                            "fixed": bool(ep and bl.name in ep.baselines and ep.baselines[bl.name].fixed),
-                           "fix_rate": round(bl.stats.fix_rate, 4), "epochs": bl.stats.epochs}
+                           "fix_rate": round(bl.stats.fix_rate, 4),
+                           "wl_fixed": bool(ep and bl.name in ep.baselines and ep.baselines[bl.name].wl_fixed),
+                           "wl_fix_rate": round(bl.stats.wl_fix_rate, 4), "epochs": bl.stats.epochs}
                           for bl in self.baselines.values()],
             "closures_cm": {k: round(100 * v, 2) for k, v in (ep.closures if ep else {}).items()},
             "leave_one_out_cm": {k: round(100 * v, 2) for k, v in (self.leave_one_out(ep).items() if ep else ())},
