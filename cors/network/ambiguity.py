@@ -61,14 +61,15 @@ class FixResult:
     refs: dict = field(default_factory=dict)  # system -> reference satellite
     ratio: float = 0.0
     x: dict = field(default_factory=dict)  # state index -> fixed value (only when anything is fixed)
+    zwd_cov: np.ndarray | None = None  # 2x2 covariance of the two zenith wet delays (fixed or float)
 
 
 class WidelaneL1:
     """Per-baseline resolver over an ``rtk_t`` whose own AR is off."""
 
     def __init__(self, state, nav, *, ratio: float = 3.0, elmask: float = np.radians(15.0),
-                 wl_frac: float = 0.2, wl_sigma: float = 0.07, wl_min_s: float = 600.0,
-                 mw_floor: float = 0.3, max_gap_s: float = 60.0, min_dd: int = MIN_DD, hold: bool = False):
+                 wl_frac: float = 0.2, wl_sigma: float = 0.12, wl_min_s: float = 300.0,
+                 mw_floor: float = 0.3, max_gap_s: float = 60.0, min_dd: int = MIN_DD):
         self.rtk, self.nav = state, nav
         opt = state.opt
         self.np_, self.ni, self.nt = 3, MAXSAT, 2
@@ -76,7 +77,7 @@ class WidelaneL1:
         self.nx = int(state.nx)
         self.ratio_min, self.elmask = ratio, elmask
         self.wl_frac, self.wl_sigma, self.wl_min_s = wl_frac, wl_sigma, wl_min_s
-        self.mw_floor, self.max_gap_s, self.min_dd, self.hold = mw_floor, max_gap_s, min_dd, hold
+        self.mw_floor, self.max_gap_s, self.min_dd = mw_floor, max_gap_s, min_dd
         self.arcs: dict[int, _Arc] = {}
         if int(opt.nf) < 2:
             raise ValueError("widelane AR needs two frequencies")
@@ -126,7 +127,7 @@ class WidelaneL1:
         aux = {int(r.sat): r for r in aux_records}
         master = {int(r.sat): r for r in master_records}
         freqs = self._mw(t, aux, master)
-        res = FixResult()
+        res = FixResult(zwd_cov=self._cov([self.nr - 2, self.nr - 1]))
         x = self.rtk.x
         cand = []  # (sys, el, sat)
         for sat in freqs:
@@ -209,12 +210,7 @@ class WidelaneL1:
         K = P @ C.T @ np.linalg.inv(S)
         xf = x + K @ (c - C @ x)
         res.x = {k: float(v) for k, v in zip(idx, xf)}
-        if self.hold and fixed1 is not None:
-            Pf = P - K @ C @ P
-            for i, k in enumerate(idx):
-                self.rtk.x[k] = float(xf[i])
-                for j, m in enumerate(idx):
-                    self.rtk.P[k + m * self.nx] = float(Pf[i, j])
+        res.zwd_cov = (P - K @ C @ P)[:2, :2]
 
     def _cov(self, idx: list[int]) -> np.ndarray:
         P, nx = self.rtk.P, self.nx
