@@ -79,6 +79,8 @@ class WidelaneL1:
         self.wl_frac, self.wl_sigma, self.wl_min_s = wl_frac, wl_sigma, wl_min_s
         self.mw_floor, self.max_gap_s, self.min_dd = mw_floor, max_gap_s, min_dd
         self.arcs: dict[int, _Arc] = {}
+        self.wl_groups: dict[int, dict[int, int]] = {}
+        self.wl_keep = 0.35  # cycles a held widelane's arc mean may drift before it is dropped
         if int(opt.nf) < 2:
             raise ValueError("widelane AR needs two frequencies")
 
@@ -153,13 +155,28 @@ class WidelaneL1:
             ref = ready[0][1]
             res.refs[sys] = ref
             ra = self.arcs[ref]
+            # a widelane once fixed stays fixed for its arc while the mean stays near it: no
+            # flicker at the thresholds (held as single-difference integers of one datum per system)
+            group = self.wl_groups.setdefault(sys, {})
+            if ref not in group:
+                group.clear()
+                group[ref] = 0
             for el, sat in ready[1:]:
                 a = self.arcs[sat]
                 dd = a.mean - ra.mean
+                if sat in group:
+                    n = group[sat] - group[ref]
+                    if abs(dd - n) <= self.wl_keep:
+                        wl[sat], elev[sat], sysof[sat] = n, el, sys
+                        continue
+                    del group[sat]
                 sig = np.sqrt(a.var_of_mean(self.mw_floor) + ra.var_of_mean(self.mw_floor))
                 n = round(dd)
                 if abs(dd - n) <= self.wl_frac and sig <= self.wl_sigma:
                     wl[sat], elev[sat], sysof[sat] = int(n), el, sys
+                    group[sat] = group[ref] + int(n)
+            for sat in [s for s in group if s != ref and s not in wl]:
+                del group[sat]  # arc ended or not ready: fix it anew
         res.wl = wl
         if not wl:
             return res
