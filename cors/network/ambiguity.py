@@ -61,7 +61,6 @@ class FixResult:
     refs: dict = field(default_factory=dict)  # system -> reference satellite
     ratio: float = 0.0
     x: dict = field(default_factory=dict)  # state index -> fixed value (only when anything is fixed)
-    zwd_cov: np.ndarray | None = None  # 2x2 covariance of the two zenith wet delays (fixed or float)
 
 
 class WidelaneL1:
@@ -129,7 +128,7 @@ class WidelaneL1:
         aux = {int(r.sat): r for r in aux_records}
         master = {int(r.sat): r for r in master_records}
         freqs = self._mw(t, aux, master)
-        res = FixResult(zwd_cov=self._cov([self.nr - 2, self.nr - 1]))
+        res = FixResult()
         x = self.rtk.x
         cand = []  # (sys, el, sat)
         for sat in freqs:
@@ -227,7 +226,6 @@ class WidelaneL1:
         K = P @ C.T @ np.linalg.inv(S)
         xf = x + K @ (c - C @ x)
         res.x = {k: float(v) for k, v in zip(idx, xf)}
-        res.zwd_cov = (P - K @ C @ P)[:2, :2]
 
     def _cov(self, idx: list[int]) -> np.ndarray:
         P, nx = self.rtk.P, self.nx

@@ -92,7 +92,6 @@ class BaselineState:
     wl_fixed: bool = False  # widelanes fixed for at least 4 satellite pairs
     n_wl: int = 0
     n_l1: int = 0
-    zwd_sigma: float = np.nan  # formal sigma (m) of zwd_aux - zwd_master
     iono_fixed: np.ndarray | None = None  # per entry of sats: its L1 DD ambiguity is fixed (or it is the reference)
 
 
@@ -172,10 +171,8 @@ class Baseline:
                 iono[j] = xv
         ok = ~np.isnan(iono)
         l1 = set(fix.l1) | (set(fix.refs.values()) if fix.l1 else set())
-        c = fix.zwd_cov
-        zsig = float(np.sqrt(max(c[0, 0] + c[1, 1] - 2 * c[0, 1], 0.0))) if c is not None else np.nan
         st = BaselineState(gpst, fixed, fix.ratio, sats[ok], iono[ok], state(self.it0), state(self.it0 + 1),
-                           int(sol.ns), wl_fixed, len(fix.wl), len(fix.l1), zsig,
+                           int(sol.ns), wl_fixed, len(fix.wl), len(fix.l1),
                            np.array([int(s) in l1 for s in sats[ok]], dtype=bool))
         self.stats.wl_fixed += wl_fixed
         self.stats.epochs += 1
