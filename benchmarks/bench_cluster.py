@@ -54,7 +54,7 @@ def _cluster_rows(sizes, work: Path) -> list[dict]:
     try:
         cluster.start_nodes()
         nodes = cluster.members
-        lb2 = HAProxy(cluster.root / "haproxy2", {"ntrip": [n.ntrip for n in nodes]}).start()
+        lb2 = HAProxy(cluster.root / "haproxy2", {"ntrip": [n.ntrip for n in nodes]}, send_proxy=True).start()
         time.sleep(1.5)
         feeder = bn.Feeder(bn.capture_epochs(), caster_port=nodes[0].ntrip, password="bench-src")
         feeder.start()

@@ -1,7 +1,8 @@
 """The RINEX archive: a bus consumer that keeps each station's data as hourly RINEX 3 files for surveyors.
 
-Per station and UTC hour of reception, the RTCM frames from the bus are appended to ``<id>/<YYYY>/<DDD>/
-<hour>.rtcm3`` (fsynced, with a sidecar recording the byte length and last stream entry, so a restart truncates
+Per station and GPS-time hour of the observation epoch they belong to (read from each observation message's
+header, not the time they were received: a late epoch still goes in its own hour, and hours are GPS time, as
+RINEX files are), the RTCM frames from the bus are appended to ``<id>/<YYYY>/<DDD>/<hour>.rtcm3`` (fsynced, with a sidecar recording the byte length and last stream entry, so a restart truncates
 a torn append and skips what it already holds; entries are acknowledged only after that). A finished hour is
 converted by RTKLIB itself (pyrtklib ``convrnx``, the function behind ``convbin``) to RINEX 3.04 observations and
 mixed navigation, the observations Hatanaka-compressed (``hatanaka``), both gzipped, under the standard long
@@ -21,8 +22,10 @@ import re
 from pathlib import Path
 
 from cors.errors import CorsError
+from cors.monitor import GPS_EPOCH_UNIX, GPS_LEAP_SECONDS, TOW_FIELD, WEEK_S, constellation
 
 log = logging.getLogger("cors.archive")
+GPS_EPOCH = dt.datetime(1980, 1, 6)
 
 RINEX_NAME = re.compile(r"^[A-Z0-9]{9}_[RSU]_\d{11}_01H_(\d{2}[SMHD]_MO\.crx|MN\.rnx)\.gz$")
 
@@ -91,6 +94,38 @@ def obs_interval(obs_text: str) -> float:
     return float(np.median(np.diff(t))) if len(t) > 1 else 1.0
 
 
+def frames_of(payload: bytes) -> list[bytes]:
+    """The RTCM frames of a bus entry (complete CRC-checked frames, back to back)."""
+    out, pos = [], 0
+    while pos + 3 <= len(payload):
+        end = pos + 6 + (((payload[pos + 1] & 0x03) << 8) | payload[pos + 2])
+        out.append(payload[pos:end])
+        pos = end
+    return out
+
+
+def epoch_gpst(frame: bytes, received: float) -> float | None:
+    """GPS seconds (since 1980-01-06) of the observation epoch a frame carries, or None for a frame without a
+    time-of-week epoch (station, ephemeris and GLONASS messages). The week comes from the receive time.
+
+    Why not pyrtcm: it decodes a whole MSM (cells, signals) to reach the 30-bit epoch field that follows the
+    message number and station id in every GPS/Galileo/QZSS/BeiDou observation message (RTCM 10403.3 DF004,
+    DF248, DF428, DF427)."""
+    if len(frame) < 13:
+        return None
+    tow = TOW_FIELD.get(constellation((frame[3] << 4) | (frame[4] >> 4)))
+    if tow is None:
+        return None
+    ms = (int.from_bytes(frame[3:10], "big") >> 2) & ((1 << 30) - 1)
+    tow_s = ms / 1000.0 + tow[1]
+    approx = received - GPS_EPOCH_UNIX + GPS_LEAP_SECONDS
+    return round((approx - tow_s) / WEEK_S) * WEEK_S + tow_s
+
+
+def gps_hour(gpst: float) -> dt.datetime:
+    return GPS_EPOCH + dt.timedelta(seconds=(gpst // 3600) * 3600)
+
+
 class Archive:
     """Files of the archive under ``root``; ``listing(id)`` / ``path(id, name)`` serve them over HTTP."""
 
@@ -125,7 +160,7 @@ class Archive:
         """Convert a finished hour to RINEX (Hatanaka + gzip, long names); returns the files written."""
         import hatanaka
 
-        from lanelets.osm import write_atomic
+        from lanelets.files import write_atomic
 
         d = self.hour_dir(station_id, hour)
         raw = d / f"{hour:%H}.rtcm3"
@@ -181,15 +216,31 @@ class Archiver:
         self.grace_s = grace_s
         self.countries = countries or {}
         self.open_hours: set[tuple[str, dt.datetime]] = set()
+        self._hour: dict[str, dt.datetime] = {}  # per station: the hour of its latest observation epoch
+
+    def by_hour(self, sid: str, data: bytes, received: float) -> list[tuple[dt.datetime, bytes]]:
+        """An entry's frames grouped by the GPS hour of their epoch; a frame without an epoch (1005, 1019,
+        GLONASS...) goes with the station's latest epoch (before its first one: the receive time's hour)."""
+        groups: list[tuple[dt.datetime, list[bytes]]] = []
+        for frame in frames_of(data):
+            t = epoch_gpst(frame, received)
+            if t is not None:
+                self._hour[sid] = gps_hour(t)
+            hour = self._hour.get(sid) or gps_hour(received - GPS_EPOCH_UNIX + GPS_LEAP_SECONDS)
+            if groups and groups[-1][0] == hour:
+                groups[-1][1].append(frame)
+            else:
+                groups.append((hour, [frame]))
+        return [(h, b"".join(f)) for h, f in groups]
 
     def step(self, block_ms: int | None = 1000, now: float | None = None) -> int:
         entries = self.consumer.read(list(self.stations), block_ms=block_ms)
         for e in entries:
             sid = self.stations[e.mountpoint]
-            hour = dt.datetime.fromtimestamp(e.received, dt.timezone.utc).replace(minute=0, second=0,
-                                                                                     microsecond=0, tzinfo=None)
-            self.archive.append(sid, hour, e.data, e.id)
-            self.open_hours.add((sid, hour))
+            # an entry split over two hours is recorded in both files under its id: a replay skips each part
+            for hour, data in self.by_hour(sid, e.data, e.received):
+                self.archive.append(sid, hour, data, e.id)
+                self.open_hours.add((sid, hour))
         if entries:
             self.consumer.ack(entries)
         self.close_hours(now)
@@ -199,10 +250,11 @@ class Archiver:
         import time
 
         now = time.time() if now is None else now
+        now_gps = now - GPS_EPOCH_UNIX + GPS_LEAP_SECONDS
         done = []
         for sid, hour in sorted(self.open_hours):
-            end = hour.replace(tzinfo=dt.timezone.utc).timestamp() + 3600 + self.grace_s
-            if now >= end:
+            end = (hour - GPS_EPOCH).total_seconds() + 3600 + self.grace_s
+            if now_gps >= end:
                 done += self.archive.finish(sid, hour, self.countries.get(sid, "XXX"))
                 self.open_hours.discard((sid, hour))
         return done

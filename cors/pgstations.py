@@ -8,7 +8,7 @@ import threading
 
 from cors.errors import CorsError
 from cors.stations import StationRegistry
-from tokens.pgstore import connect, public_url
+from tokens.pgstore import Session, public_url
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS stations (id text PRIMARY KEY, mountpoint text NOT NULL UNIQUE,"
@@ -26,7 +26,7 @@ class PostgresStationRegistry(StationRegistry):
         self.integrity_error = psycopg.errors.UniqueViolation
         self.path = public_url(url)  # named in messages
         self._lock = threading.Lock()
-        self._db = connect(url, SCHEMA, SCHEMA_LOCK, CorsError)
+        self._db = Session(url, SCHEMA, SCHEMA_LOCK, CorsError)
         self._version = 0
 
     def _q(self, sql: str, args=()):

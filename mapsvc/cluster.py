@@ -105,7 +105,9 @@ class Cluster:
         logs.mkdir(exist_ok=True)
         for i in range(1, self.nodes + 1):
             http, ntrip = free_port(), free_port()
-            cmd = mapsvc_cmd() + ["serve", "--node-id", f"n{i}", "--port", str(http), "--ntrip-port", str(ntrip)]
+            # the balancer names each client (PROXY header): per-address limits then apply to clients
+            cmd = mapsvc_cmd() + ["serve", "--node-id", f"n{i}", "--port", str(http), "--ntrip-port", str(ntrip),
+                                  "--proxy-from", "127.0.0.1"]
             if not self.http:
                 cmd.append("--no-http")
             cmd += list(self.serve_args)
@@ -117,7 +119,7 @@ class Cluster:
         services = {"ntrip": [n.ntrip for n in self.members]}
         if self.http:
             services["http"] = [n.http for n in self.members]
-        self.lb = HAProxy(self.root / "haproxy", services).start()
+        self.lb = HAProxy(self.root / "haproxy", services, send_proxy=True).start()
         time.sleep(1.5)  # health checks mark the nodes up
         return self
 

@@ -121,8 +121,13 @@ class Postgres:
         with psycopg.connect(self.url, autocommit=True) as db:
             db.execute("CREATE EXTENSION IF NOT EXISTS postgis")
 
-    def stop(self) -> None:
-        _stop(self.proc, 30.0)  # SIGTERM: PostgreSQL's "smart" shutdown
+    def stop(self, fast: bool = False) -> None:
+        """SIGTERM: PostgreSQL's "smart" shutdown; ``fast``: every session is cut at once (as a failover
+        does), through pg_ctl (the server runs under runuser, which passes on only some signals)."""
+        if fast and self.proc is not None and self.proc.poll() is None:
+            subprocess.run(self._as_owner() + [str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast",
+                                               "-w", "stop"], capture_output=True, timeout=60)
+        _stop(self.proc, 30.0)
 
 
 @dataclass
@@ -167,6 +172,7 @@ class HAProxy:
     services: dict[str, list[int]]
     ports: dict[str, int] = field(default_factory=dict)
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    send_proxy: bool = False  # the mapsvc nodes take it (serve --proxy-from); other back ends may not
 
     def config(self) -> str:
         import resource
@@ -179,7 +185,10 @@ class HAProxy:
             lines += [f"frontend {name}_in", f"    bind 127.0.0.1:{self.ports[name]}",
                       f"    default_backend {name}_nodes",
                       f"backend {name}_nodes", "    balance leastconn"]
-            lines += [f"    server n{i + 1} 127.0.0.1:{p} check inter 500 fall 1 rise 2"
+            # send-proxy: each connection starts with a PROXY v1 line naming the client (the nodes run with
+            # --proxy-from; v1 because gunicorn reads only v1), so per-address limits see clients, not us
+            proxy = " send-proxy" if self.send_proxy else ""
+            lines += [f"    server n{i + 1} 127.0.0.1:{p} check inter 500 fall 1 rise 2{proxy}"
                       for i, p in enumerate(backends)]
         return "\n".join(lines) + "\n"
 

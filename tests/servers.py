@@ -54,8 +54,8 @@ def redis_server(tmp_path):
 def haproxy_factory(tmp_path):
     started = []
 
-    def make(services: dict[str, list[int]]) -> HAProxy:
-        h = _start(HAProxy(tmp_path / f"haproxy{len(started)}", services))
+    def make(services: dict[str, list[int]], **kw) -> HAProxy:
+        h = _start(HAProxy(tmp_path / f"haproxy{len(started)}", services, **kw))
         started.append(h)
         return h
 

@@ -61,6 +61,17 @@ def test_three_nodes_share_store_and_bus_and_survive_a_killed_node(cluster):
         body = get(f"{node_api}/releases/r1/tiles/{tile['id']}").content
         assert hashlib.sha256(body).hexdigest() == tile["sha256"]
 
+    # behind the balancer the API sees the client's address (gunicorn reads HAProxy's PROXY line), so its
+    # per-address limits and logs are per client; the client here is 127.0.0.3, the balancer 127.0.0.1
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", lb.ports["http"], timeout=10, source_address=("127.0.0.3", 0))
+    conn.request("GET", "/v1/health")
+    assert conn.getresponse().status == 200
+    conn.close()
+    wait_for(lambda: any('127.0.0.3 "GET /v1/health' in p.read_text(errors="replace")
+                         for p in (cluster.root / "logs").glob("n*.log")), 10, "the client's address in an access log")
+
     pusher = Pusher(lb.ports["ntrip"], "GMSD7", "pw", epochs, period=0.2, loop=True)  # to whichever node
     pusher.start()
     clients = []

@@ -174,3 +174,80 @@ def test_api_area_queries_on_postgres_match_sqlite(both, tmp_path, mapsvc_home):
         got = [app.get(f"/v1/releases/r1/tiles?{q}", headers=auth) for app, auth in zip(apps, auths)]
         assert [g.status_code for g in got] == [200, 200], q
         assert got[0].get_json()["tiles"] == got[1].get_json()["tiles"] and got[0].get_json()["tiles"], q
+
+
+def test_a_request_waiting_on_postgres_does_not_stall_its_http_worker(tmp_path, postgres_url, mapsvc_home):
+    """One gevent worker: while a request waits for a locked table, the worker still answers others (psycopg 3
+    waits through gevent's patched select when it is imported after the patching, as in the worker). A wait
+    in C would stall every request of the worker until the lock goes."""
+    import sys
+    import threading
+
+    import psycopg
+    import requests
+
+    from mapsvc.engines import free_port
+
+    url = pg_store_url(postgres_url, tmp_path / "shared")
+    open_store(url)  # the schema
+    port = free_port()
+    env = dict(os.environ, MAPSVC_HOME=str(mapsvc_home), MAPSVC_STORE=url)
+    proc = subprocess.Popen([sys.executable, "-m", "mapsvc.http", "--port", str(port), "--workers", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    lock = psycopg.connect(postgres_url)
+    try:
+        for _ in range(200):
+            try:
+                if requests.get(base + "/v1/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        time.sleep(1.5)  # past the catalogue's cache: the next health check asks the database
+        lock.execute("LOCK TABLE releases IN ACCESS EXCLUSIVE MODE")
+        waiting = {}
+        t = threading.Thread(target=lambda: waiting.update(r=requests.get(base + "/v1/health", timeout=60)))
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive(), "the health check did not wait for the locked table"
+        t0 = time.monotonic()
+        other = requests.get(base + "/v1/openapi.json", timeout=10)
+        answered_s = time.monotonic() - t0
+        assert other.status_code == 200 and answered_s < 5.0, answered_s
+        assert t.is_alive()  # still waiting: the other request went past it
+        lock.rollback()
+        t.join(30)
+        assert waiting["r"].status_code == 200
+    finally:
+        lock.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+
+
+def test_store_tokens_and_stations_come_back_after_a_postgres_restart(tmp_path):
+    """PostgreSQL restarts (a failover, an upgrade): the long-lived connections of the release store, the
+    token store and the station registry reconnect by themselves; reads right after the restart answer."""
+    from cors.stations import Station, open_registry
+    from mapsvc.engines import EngineMissing, Postgres
+    from tokens import open_tokens
+
+    pg = Postgres(tmp_path / "pg")
+    try:
+        pg.start()
+    except EngineMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        store = open_store(pg_store_url(pg.url, tmp_path / "shared"))
+        tokens, registry = open_tokens(pg.url), open_registry(pg.url)
+        token = tokens.create("vehicle", "car1")
+        registry.add(Station(id="S1", mountpoint="S1", ecef=(-2148744.0, 4426641.0, 4044655.0), name="S1"),
+                     password="src")
+        assert store.releases() == [] and tokens.verify(token).name == "car1" and registry.get("S1")
+        pg.stop(fast=True)  # every session is cut
+        pg.start()  # same data, same port
+        assert store.releases() == []
+        assert tokens.verify(token).name == "car1"
+        assert [s.id for s in registry.list()] == ["S1"]
+        assert tokens.create("vehicle", "car2")  # writes too, once the connection is back
+    finally:
+        pg.stop()

@@ -77,13 +77,24 @@ class PostgresReleaseStore(BlobFiles, ReleaseStore):
     # one connection per thread and process (gunicorn forks after the app may have been created)
     def _db(self):
         conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or self._local.pid != os.getpid():
+        if conn is None or conn.closed or conn.broken or self._local.pid != os.getpid():
             conn = self._local.conn = self._psycopg.connect(self.dsn, autocommit=True)
             self._local.pid = os.getpid()
         return conn
 
+    def _read(self, sql: str, args=()):
+        """A read; sent once more on a new connection when the server has cut this one (a restart, a
+        failover). Writes are not retried (one may have been applied): the next call reconnects."""
+        try:
+            return self._db().execute(sql, args)
+        except self._psycopg.OperationalError:
+            conn = self._local.conn
+            if not (conn.closed or conn.broken):
+                raise
+            return self._db().execute(sql, args)
+
     def _one(self, sql: str, args=()):
-        return self._db().execute(sql, args).fetchone()
+        return self._read(sql, args).fetchone()
 
     # -- writing -------------------------------------------------------------------------------------
     def publish(self, name, tiles, manifest, attachments=None, progress=None) -> dict:
@@ -131,7 +142,7 @@ class PostgresReleaseStore(BlobFiles, ReleaseStore):
 
     # -- reading -------------------------------------------------------------------------------------
     def releases(self) -> list[ReleaseInfo]:
-        rows = self._db().execute(
+        rows = self._read(
             "SELECT r.name, r.created, r.level, COUNT(t.tile_id), COALESCE(SUM(t.bytes), 0), r.manifest_sha256 "
             "FROM releases r LEFT JOIN release_tiles t ON t.release = r.name GROUP BY r.name ORDER BY r.seq"
         ).fetchall()
@@ -160,7 +171,7 @@ class PostgresReleaseStore(BlobFiles, ReleaseStore):
         """Tile ids of a release touching the box, with the grid's floor rule (a tile is [west, east) x
         [south, north)): ST_Intersects on the GiST index, then the open east/north edges."""
         self.manifest_raw(name)
-        rows = self._db().execute(
+        rows = self._read(
             "SELECT tile_id FROM release_tiles WHERE release=%s "
             "AND ST_Intersects(footprint, ST_MakeEnvelope(%s, %s, %s, %s, 4326)) "
             "AND ST_XMax(footprint) > %s AND ST_YMax(footprint) > %s ORDER BY tile_id",
@@ -171,14 +182,14 @@ class PostgresReleaseStore(BlobFiles, ReleaseStore):
         """Tile ids of a release within ``radius_m`` metres (geodesic, WGS 84) of a point: ST_DWithin on
         geography."""
         self.manifest_raw(name)
-        rows = self._db().execute(
+        rows = self._read(
             "SELECT tile_id FROM release_tiles WHERE release=%s "
             "AND ST_DWithin(footprint_geog, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography, %s) "
             "ORDER BY tile_id", (name, lon, lat, radius_m)).fetchall()
         return [r[0] for r in rows]
 
     def gc(self) -> int:
-        used = {r[0] for r in self._db().execute("SELECT DISTINCT sha256 FROM release_tiles")}
+        used = {r[0] for r in self._read("SELECT DISTINCT sha256 FROM release_tiles")}
         return self.blobs.remove_unused(used)
 
     def close(self) -> None:

@@ -41,6 +41,34 @@ def connect(url: str, schema: str, lock: int, error: type[Exception]):
     return db
 
 
+class Session:
+    """One autocommit connection (``connect``), opened again when the server has cut it (a restart, a
+    failover). A read that meets the cut is sent once more on the new connection; a write is not (it may have
+    been applied): its caller gets the error, and the next call reconnects."""
+
+    def __init__(self, url: str, schema: str, lock: int, error: type[Exception]):
+        self._args = (url, schema, lock, error)
+        self.conn = connect(*self._args)
+
+    def _usable(self):
+        if self.conn.closed or self.conn.broken:
+            self.conn = connect(*self._args)
+        return self.conn
+
+    def execute(self, sql: str, args=()):
+        import psycopg
+
+        try:
+            return self._usable().execute(sql, args)
+        except psycopg.OperationalError:
+            if not (self.conn.closed or self.conn.broken) or not sql.lstrip()[:6].upper() == "SELECT":
+                raise
+            return self._usable().execute(sql, args)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class PostgresTokenStore(TokenStore):
     def __init__(self, url: str):
         import psycopg
@@ -48,7 +76,7 @@ class PostgresTokenStore(TokenStore):
         self.integrity_error = psycopg.errors.UniqueViolation
         self.path = public_url(url)  # named in messages
         self._lock = threading.Lock()
-        self._db = connect(url, SCHEMA, SCHEMA_LOCK, TokenError)
+        self._db = Session(url, SCHEMA, SCHEMA_LOCK, TokenError)
 
     def _q(self, sql: str, args=()):
         return self._db.execute(sql.replace("?", "%s"), args)

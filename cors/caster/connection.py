@@ -35,7 +35,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = ("caster", "transport", "peer", "state", "buf", "req", "chunked", "mount", "mountpoint",
                  "token", "position", "ecef", "dechunk", "timer", "connected_at", "fd", "counted", "gga_at",
-                 "fed_at", "left", "claims_v2")
+                 "fed_at", "left", "claims_v2", "proxied")
 
     def __init__(self, caster: "Caster"):
         self.caster = caster
@@ -59,6 +59,7 @@ class Connection(asyncio.Protocol):
         self.fed_at = 0.0        # when it last got a base (NEAREST's dwell time)
         self.left = None         # the base it had before
         self.claims_v2 = False   # the head, even unparseable, says Ntrip-Version: Ntrip/2.0
+        self.proxied = False     # None: from a trusted balancer, a PROXY header may still come (cors.caster.proxy)
 
     @property
     def is_client(self) -> bool:
@@ -68,6 +69,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
+        if self.caster.proxy_from and isinstance(self.peer, tuple) and self.peer[0] in self.caster.proxy_from:
+            self.proxied = None
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.fd = sock.fileno()
@@ -94,6 +97,8 @@ class Connection(asyncio.Protocol):
                 self._source_data(data)
             elif state is ConnState.HEAD:
                 self.buf += data
+                if self.proxied is None and not self._take_proxy_header():
+                    return
                 parts = ntrip.split_head(self.buf)
                 self.claims_v2 = _V2_CLAIM.search(self.buf[:ntrip.MAX_HEADER]) is not None
                 if parts is None:
@@ -118,6 +123,27 @@ class Connection(asyncio.Protocol):
         except Exception:  # nothing a peer sends may take the caster down
             log.exception("internal error on connection from %s", self.peer)
             self.fail(500, "internal error")
+
+    def _take_proxy_header(self) -> bool:
+        """A trusted balancer's PROXY header off the front of the buffer: its client becomes the peer.
+        False while the header may still be arriving."""
+        from cors.caster.proxy import ProxyHeaderError, may_start_with_header, split_header
+
+        if not may_start_with_header(self.buf):
+            self.proxied = False
+            return True
+        try:
+            got = split_header(self.buf)
+        except ProxyHeaderError as exc:
+            raise ntrip.BadRequest(400, str(exc)) from None
+        if got is None:
+            return False
+        source, n = got
+        del self.buf[:n]
+        if source is not None:
+            self.peer = source
+        self.proxied = True
+        return True
 
     def eof_received(self):
         return False  # close our side too

@@ -62,9 +62,11 @@ class Caster:
                  ingest_limits: IngestLimits | None = None,
                  max_streams_per_token: int = 16, auth_free_failures: int = 5, auth_backoff_s: float = 1.0,
                  auth_backoff_max_s: float = 300.0, gga_min_interval_s: float = 1.0,
-                 nearest_min_dwell_s: float = 30.0, network=None):
+                 nearest_min_dwell_s: float = 30.0, network=None, proxy_from=()):
         self.registry = registry
         self.tokens = tokens
+        # balancer addresses whose connections may start with a PROXY header naming the client (cors.caster.proxy)
+        self.proxy_from = frozenset(proxy_from)
         self.bus = bus          # cors.bus.RedisBus, or None: fan-out within this process only
         self.node_id = str(node_id)
         self.auth = ClientAuth(tokens)
@@ -168,6 +170,8 @@ class Caster:
             except (asyncio.TimeoutError, Exception):
                 pass
             self._server = None
+        for mp in self.virtual.values():
+            mp.close()
         self.fanout.shutdown()
         if self.status_path is not None:
             try:

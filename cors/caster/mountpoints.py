@@ -19,6 +19,7 @@ new module). What a kind provides:
 - ``client_count()``: for status and the ``ntrip_clients`` metric.
 - ``status_sections()``: extra top-level blocks of the caster's status document (``{"network": ...}``).
 - ``station_up(mount)`` / ``station_down(mount)`` / ``stations_changed()``: station events.
+- ``close()``: the caster is stopping (end what the kind started: the network's processor).
 """
 from __future__ import annotations
 
@@ -101,4 +102,7 @@ class Mountpoint:
         pass
 
     def stations_changed(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass

@@ -4,8 +4,10 @@ Sans-I/O: the caster's network mountpoint tells the pool where each client is (f
 asks which virtual station serves it. A client is placed in the cell (``cell_m`` square, local
 east/north of the network centre) containing its position; the cell's virtual station sits at the
 first position reported in it (a real rover position, so at ground height). A client keeps its
-station until it is more than ``move_m`` from it, then moves to the station of its new cell.
-Stations no client uses are dropped.
+station until it is more than ``move_m`` from it, then moves to the nearest station of its cell within
+``move_m``, or to a new one at its position: a cell wider than ``move_m`` can hold several stations, so a
+client never keeps (or gets back) a station farther than ``move_m``. Stations no client uses are dropped.
+A station's ``key`` (cell east, cell north, serial) names its stream.
 """
 from __future__ import annotations
 
@@ -21,7 +23,12 @@ class VirtualStation:
     cell: tuple[int, int]
     position: np.ndarray
     station_id: int
+    serial: int = 0  # the how-manieth station of its cell (0: the first)
     clients: set = field(default_factory=set)
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (*self.cell, self.serial)
 
 
 class VirtualStationPool:
@@ -32,8 +39,8 @@ class VirtualStationPool:
         self.centre = np.asarray(centre_ecef, dtype=float)
         self.enu = enu_matrix(ecef_to_llh(self.centre))
         self.cell_m, self.move_m = cell_m, move_m
-        self.stations: dict[tuple[int, int], VirtualStation] = {}
-        self.client_cell: dict[object, tuple[int, int]] = {}
+        self.stations: dict[tuple[int, int, int], VirtualStation] = {}  # by key
+        self.client_station: dict[object, VirtualStation] = {}
         self._next_id = first_id
 
     def cell_of(self, ecef) -> tuple[int, int]:
@@ -41,30 +48,44 @@ class VirtualStationPool:
         return int(np.floor(e / self.cell_m)), int(np.floor(n / self.cell_m))
 
     def place(self, client, ecef) -> VirtualStation:
-        """The virtual station serving ``client`` at ``ecef`` (new, kept or moved)."""
+        """The virtual station serving ``client`` at ``ecef`` (kept, shared, or new)."""
         ecef = np.asarray(ecef, dtype=float)
-        cur = self.client_cell.get(client)
-        if cur is not None and cur in self.stations:
-            st = self.stations[cur]
+        st = self.client_station.get(client)
+        if st is not None:
             if np.linalg.norm(ecef - st.position) <= self.move_m:
                 return st
             self.leave(client)
         cell = self.cell_of(ecef)
-        st = self.stations.get(cell)
-        if st is None:
-            st = self.stations[cell] = VirtualStation(cell, ecef.copy(), self._next_id)
+        near = [(float(np.linalg.norm(ecef - s.position)), s) for s in self.stations.values()
+                if s.cell == cell]
+        near = [(d, s) for d, s in near if d <= self.move_m]
+        if near:
+            st = min(near, key=lambda ds: ds[0])[1]
+        else:
+            serial = next(k for k in range(len(self.stations) + 1) if (*cell, k) not in self.stations)
+            st = VirtualStation(cell, ecef.copy(), self._next_id, serial)
+            self.stations[st.key] = st
             self._next_id = self._next_id + 1 if self._next_id < 4095 else 1
         st.clients.add(client)
-        self.client_cell[client] = cell
+        self.client_station[client] = st
         return st
 
+    def station_of(self, client) -> VirtualStation | None:
+        return self.client_station.get(client)
+
     def leave(self, client) -> None:
-        cell = self.client_cell.pop(client, None)
-        st = self.stations.get(cell) if cell is not None else None
+        st = self.client_station.pop(client, None)
         if st is not None:
             st.clients.discard(client)
             if not st.clients:
-                del self.stations[cell]
+                self.stations.pop(st.key, None)
+
+    def mirror(self, stations: dict) -> None:
+        """Hold exactly these stations, {key: (ECEF, station id)}: the copy of the caster's pool that its
+        network processor generates for (:mod:`cors.network.worker`)."""
+        self.stations = {k: VirtualStation(k[:2], np.array(pos, dtype=float), sid, k[2])
+                         for k, (pos, sid) in stations.items()}
+        self.client_station.clear()
 
     def __len__(self) -> int:
         return len(self.stations)

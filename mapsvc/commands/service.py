@@ -40,6 +40,19 @@ def _raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _addresses(text: str, option: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses (one line naming the option when one is not)."""
+    import ipaddress
+
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            out.append(str(ipaddress.ip_address(part)))
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not an IP address", param_hint=option) from None
+    return tuple(out)
+
+
 def _network_config(stations, name, cell_m, move_m, atx):
     """The network mountpoint's configuration from serve's options (None: no network mountpoint)."""
     if stations is None:
@@ -83,10 +96,13 @@ def _network_config(stations, name, cell_m, move_m, atx):
               help="A client this far (m) from its virtual station gets a new one.")
 @click.option("--network-atx", default=None, type=click.Path(exists=True, dir_okay=False),
               help="ANTEX file with the stations' antenna models (by the registry's antenna type).")
+@click.option("--proxy-from", default="", metavar="IP,IP,...",
+              help="Balancers (HAProxy send-proxy) whose connections may start with a PROXY header naming the "
+                   "client: the caster and the HTTP API then limit and log by the client's address.")
 @click.option("-v", "--verbose", is_flag=True, help="Log connections and station changes.")
 def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, max_streams_per_token,
           auth_free_failures, service_frame, network_stations, network_mountpoint, network_cell_m, network_move_m,
-          network_atx, verbose):
+          network_atx, proxy_from, verbose):
     """Run the NTRIP caster (and the HTTP API when available).
 
     With MAPSVC_BUS=redis://... the node publishes every frame it takes from a station to the bus and fans
@@ -99,6 +115,7 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, max
 
     network = _network_config(network_stations, network_mountpoint, network_cell_m, network_move_m,
                               network_atx)
+    proxies = _addresses(proxy_from, "--proxy-from")
     _raise_nofile()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -114,13 +131,16 @@ def serve(host, port, ntrip_port, no_http, down_after, max_backlog, node_id, max
         caster = Caster(registry, tokens, host=host, port=ntrip_port, info=CasterInfo(host=host, frame=service_frame or ""),
                         down_after=down_after, max_backlog=max_backlog,
                         max_streams_per_token=max_streams_per_token, auth_free_failures=auth_free_failures,
-                        status_path=state / status_file, bus=bus, node_id=node_id, network=network)
+                        status_path=state / status_file, bus=bus, node_id=node_id, network=network,
+                        proxy_from=proxies)
         await caster.start()
         click.echo(f"NTRIP caster on {host}:{caster.port} ({len(caster.mounts)} mountpoints)"
                    + (f", node {node_id}" if node_id else "") + (", on the bus" if bus else ""), err=True)
         if run_http is not None:
             # the HTTP app (gunicorn/Flask) runs beside the event loop and reads the caster's status
-            threading.Thread(target=run_http, args=(host, port, caster), daemon=True).start()
+            # gunicorn reads the balancer's PROXY v1 line itself (proxy_protocol), from these addresses only
+            proxy = {"proxy_protocol": True, "proxy_allow_ips": ",".join(proxies)} if proxies else {}
+            threading.Thread(target=run_http, args=(host, port, caster), kwargs=proxy, daemon=True).start()
             click.echo(f"HTTP API on {host}:{port}; web console at http://{host}:{port}/", err=True)
         # SIGINT/SIGTERM stop the caster cleanly (chunked streams closed, final status written),
         # also when started in the background where SIGINT arrives ignored

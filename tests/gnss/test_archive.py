@@ -15,7 +15,8 @@ from cors.bus import RedisBus
 # a full day of a real CATNET base (30 s); its first hour is the hour archived
 BASE = GNSS_DIR / "network_catnet_2010077" / "CREU0770.10o"
 NAV = GNSS_DIR / "network_catnet_2010077" / "brdc0770.10n"
-HOUR = dt.datetime(2010, 3, 18, 0, 0)  # the hour the epochs are received in (as a live station's would be)
+HOUR = dt.datetime(2010, 3, 18, 0, 0)  # the GPS-time hour of the archived epochs
+GPS_MINUS_UTC_2010 = 15  # leap seconds then: a live station's epochs reached us on the UTC clock
 
 
 def _epochs(body: str) -> dict[str, list[str]]:
@@ -29,19 +30,25 @@ def _epochs(body: str) -> dict[str, list[str]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def hour_of_rtcm():
-    """The first hour of the real base, encoded to RTCM 3 MSM7 by RTKLIB, per epoch."""
+def _encoded(start_s: float, end_s: float) -> list:
+    """The real base's epochs from start_s to end_s (seconds after its first), encoded to RTCM 3 MSM7 by RTKLIB."""
     from cors.rtcm_encode import encode_rinex
 
     require_shared(BASE)
     out, first = [], None
     for ep in encode_rinex(BASE, [NAV], station_id=770):
         first = ep.gpst if first is None else first
-        if ep.gpst - first >= 3600:
+        if ep.gpst - first >= end_s:
             break
-        out.append(ep.raw)
+        if ep.gpst - first >= start_s:
+            out.append(ep)
     return out
+
+
+@pytest.fixture(scope="module")
+def hour_of_rtcm():
+    """The first hour of the real base, per epoch."""
+    return [ep.raw for ep in _encoded(0, 3600)]
 
 
 @pytest.mark.slow
@@ -87,6 +94,31 @@ def test_archived_hour_equals_convbin(tmp_path, redis_server, hour_of_rtcm):
     assert head(ours) == head((ref / "ref.obs").read_text())
     nav_body = lambda t: t.split("END OF HEADER", 1)[1]
     assert nav_body(gzip.decompress(files[1].read_bytes()).decode()) == nav_body((ref / "ref.nav").read_text())
+
+
+def test_hours_are_the_gps_time_of_the_epochs_not_of_their_arrival(tmp_path, redis_server):
+    """Epochs around an hour boundary, received 45 s late on the UTC clock: each goes in the file of its own
+    GPS-time hour (checked by pyrtcm's decoding of the archived frames, not by our header reader)."""
+    import io
+
+    from pyrtcm import RTCMReader
+
+    epochs = _encoded(3300, 3900)  # 00:55 to 01:05 GPS time
+    bus = RedisBus(redis_server.url, "ingest")
+    for ep in epochs:
+        bus.publish_now("CREU", ep.raw, ep.gpst - GPS_MINUS_UTC_2010 + 45.0)
+    arch = Archiver(redis_server.url, tmp_path / "archive", {"CREU": "CREU"}, name="b1")
+    while arch.step(block_ms=None, now=epochs[0].gpst):
+        pass
+    day = tmp_path / "archive" / "CREU" / "2010" / "077"
+    seen = 0
+    for hour in (0, 1):
+        msgs = [m for _raw, m in RTCMReader(io.BytesIO((day / f"{hour:02d}.rtcm3").read_bytes()))]
+        tows = [m.DF004 for m in msgs if m.identity.startswith("107")]  # GPS MSM
+        assert tows and {int(t / 1000 % 86400 // 3600) for t in tows} == {hour}
+        seen += len(set(tows))
+    assert seen == len(epochs) == 20
+    assert not (day / "02.rtcm3").exists()
 
 
 def test_archive_names_and_lookup(tmp_path):

@@ -287,14 +287,26 @@ def test_clients_in_one_cell_share_a_virtual_station_and_move_when_far():
 
     pool = VirtualStationPool(centre, cell_m=5000, move_m=3000)
     a = pool.place("car1", at(1000, 1000))
-    b = pool.place("car2", at(4000, 200))
+    b = pool.place("car2", at(3500, 200))
     assert a is b and len(pool) == 1 and a.clients == {"car1", "car2"}
     assert pool.place("car1", at(2500, 1000)) is a  # 1.5 km: keeps its station
     c = pool.place("car1", at(9000, 1000))  # 8 km from the station, next cell: moves
     assert c is not a and c.cell == (1, 0) and len(pool) == 2
     pool.leave("car2")
-    assert len(pool) == 1 and a.cell not in pool.stations
+    assert len(pool) == 1 and a.key not in pool.stations
     assert np.allclose(c.position, at(9000, 1000))
+    # within one cell but farther than move_m from the cell's station (still used by another client): a station
+    # of its own, never the far one back; a newcomer joins the nearest station within move_m
+    d = pool.place("car3", at(500, 500))
+    e = pool.place("car4", at(500, 800))
+    assert d is e
+    f = pool.place("car4", at(4800, 4800))  # same cell (0, 0), 6 km from d
+    assert f is not d and f.cell == d.cell == (0, 0) and np.linalg.norm(f.position - d.position) > 3000
+    assert pool.place("car5", at(4500, 4000)) is f and pool.place("car6", at(900, 0)) is d
+    assert len({st.key for st in pool.stations.values()}) == len(pool) == 3
+    for car in ("car3", "car6"):
+        pool.leave(car)
+    assert d.key not in pool.stations and f.key in pool.stations and len(pool) == 2
 
 
 @pytest.mark.shared_data

@@ -176,6 +176,14 @@ def test_network_mountpoint_serves_virtual_stations_by_cell(tmp_path):
         b.read(0.1)
         net = c.call(lambda: c.caster.mountpoint("VRS").service)
         assert c.call(lambda: (len(net.cells()), net.status()["clients"])) == (1, 2)
+        # the network work is done by its own process, not on the caster's loop
+        import os
+
+        import psutil
+
+        worker = psutil.Process(c.call(lambda: net.proc.pid))
+        assert worker.pid != os.getpid() and worker.cmdline()[-1] == "cors.network.worker"
+        c.wait(lambda: net.status()["epochs"] >= 1, what="epochs counted by the network process")
         fa, fb = a.frames(), b.frames()
         arps_a, arps_b = _arps(fa), _arps(fb)
         assert arps_a and arps_b, "no 1006 from the network mountpoint"

@@ -117,3 +117,25 @@ def test_station_frame_errors(tmp_path):
         from cors.arp import ServiceFrame
 
         ServiceFrame("ITRF2014")
+
+
+def test_network_sites_are_in_the_service_frame(tmp_path):
+    """Stations registered in ITRF2014@2020 under a CGCS2000 caster: the network mountpoint computes (and its
+    virtual stations' 1006 are) in CGCS2000, from the same service-frame ARPs the stations' own 1005 carry."""
+    from cors.caster.kinds.network import NetworkConfig
+
+    config = NetworkConfig(stations=["A", "B", "C"], integrity=False)
+    c = CasterThread(tmp_path, info=CasterInfo(frame="CGCS2000"), network=config).start()
+    try:
+        arps = {"A": (4789000.0, 176000.0, 4194000.0), "B": (4790000.0, 226000.0, 4191000.0),
+                "C": (4830000.0, 190000.0, 4150000.0)}
+        for sid, ecef in arps.items():
+            c.add_station(sid, sid + "0", ecef, password="pw", frame="ITRF2014@2020.0")
+        vrs = c.call(lambda: c.caster.mountpoint("VRS"))
+        c.wait(lambda: vrs.sites is not None and len(vrs.sites) == 3, what="network sites")
+        for site in c.call(lambda: list(vrs.sites)):
+            want = expected(arps[site.name], TO_CGCS2000, 2020.0)
+            assert np.abs(site.ecef - want).max() < 5e-3 + 1e-4
+            assert np.linalg.norm(site.ecef - np.array(arps[site.name])) > 0.05  # the frames differ here
+    finally:
+        c.stop()

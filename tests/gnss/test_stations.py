@@ -180,17 +180,19 @@ def test_mapsvc_serve_runs_the_caster(tmp_path, state_where):
         # the status the HTTP API (other processes) serves as GET /v1/stations and /metrics
         from cors.caster import read_status
 
-        for _ in range(50):
+        prom_line = b'cors_frames_total{station="3034",type="1077"} 3.0'
+        prom = tmp_path / "cors_status.prom"
+        for _ in range(100):  # the JSON and the Prometheus file are written one after the other
             doc = read_status(tmp_path / "cors_status.json")
-            if doc and doc["stations"][0]["frames"] > 0:
+            if doc and doc["stations"][0]["frames"] > 0 and (
+                    not GMSD7.exists() or (prom.exists() and prom_line in prom.read_bytes())):
                 break
             time.sleep(0.1)
         st = doc["stations"][0]
         assert st["id"] == "3034" and st["source_connected"] and "ecef" not in st
         if GMSD7.exists():
             assert st["up"] and st["message_types"]["1077"]["count"] == 3
-            assert b'cors_frames_total{station="3034",type="1077"} 3.0' in \
-                (tmp_path / "cors_status.prom").read_bytes()
+            assert prom_line in prom.read_bytes()
         s.close()
     finally:
         proc.send_signal(signal.SIGINT)

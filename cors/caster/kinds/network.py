@@ -1,12 +1,15 @@
 """The network RTK mountpoint (VRS): each client's GGA places a virtual station, one per grid cell.
 
-Wiring of ``cors.network.service.NetworkService`` into the caster:
-- station frames arrive through the caster's ``frame_listeners`` hook (``StationMount.ingest``);
-  the heavy work (network filter, virtual observations, encoding) runs deferred on the loop, never
-  inside the ingest path of the station fan-out;
-- broadcast ephemerides come from the same streams (1019/1020/1042/1044/1045/1046), decoded into
-  one RTKLIB ``nav_t`` the engine uses; the first one also dates the streams (MSM carries time of
-  week only), so the network starts at the first ephemeris any of its stations sends;
+Wiring of the network processor (``cors.network.worker``) into the caster:
+- station frames arrive through the caster's ``frame_listeners`` hook (``StationMount.ingest``)
+  and go, unblocking, to the processor: a child process that runs the network filters, the virtual
+  observations and their encoding (``NetworkService``), so none of that time is taken from the
+  caster's loop and its fan-out;
+- broadcast ephemerides come from the same streams (1019/1020/1042/1044/1045/1046), decoded in the
+  processor into the RTKLIB ``nav_t`` the engine uses; the first one also dates the streams (MSM
+  carries time of week only), so the network starts at the first ephemeris any of its stations sends;
+- clients are placed here, at once, in the pool of virtual stations (``cors.network.cells``); the
+  processor generates for the stations of that pool;
 - every occupied cell is one fan-out feed (``CellFeed``): the bytes of a cell are encoded once and
   written to all its clients, so the cost grows with cells, not clients;
 - ``status_sections()`` puts the engine's status under ``"network"`` in the caster's status file
@@ -23,19 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pyrtklib as rtk
 
 from cors import ntrip
 from cors.caster.kinds.station import StationMount
 from cors.caster.mountpoints import Mountpoint, kind
 from cors.errors import CorsError
 from cors.monitor import RtcmFramer
-from cors.rtcm_encode import SYS_GLO, satsys
 
 log = logging.getLogger("cors.caster")
-
-# RTCM ephemeris messages: GPS, GLONASS, BeiDou, QZSS, Galileo F/NAV and I/NAV
-EPHEMERIS_TYPES = frozenset({1019, 1020, 1042, 1044, 1045, 1046})
 
 
 @dataclass(frozen=True)
@@ -108,14 +106,11 @@ class NetworkMount(Mountpoint):
         super().__init__(caster, config.name)
         self.config = config
         self.clients: dict = {}  # conn -> last usable GGA
-        self.cells: dict[tuple[int, int], CellFeed] = {}
+        self.cells: dict[tuple[int, int, int], CellFeed] = {}  # by virtual station key
         self.sites: list | None = None  # network sites (None: fewer than two stations)
         self._site_ids: frozenset = frozenset()
         self._sites_key = None
-        self.service = None
-        self._nav = None       # rtcm_t whose nav_t gathers the stations' ephemerides
-        self._queue: list[tuple[str, list[bytes]]] = []
-        self._scheduled = False
+        self.service = None  # cors.network.worker.RemoteNetwork while the network has two stations or more
         caster.frame_listeners.append(self.on_frames)
         caster.monitor.extra_collectors.append(self._collect)
 
@@ -177,12 +172,12 @@ class NetworkMount(Mountpoint):
     # -- stations ------------------------------------------------------------------------------
     def stations_changed(self) -> None:
         """(Re)build the network when its stations or their coordinates change."""
-        from cors.network.sites import Site, antenna_model
+        from cors.network.sites import Site
 
         wanted = set(self.config.stations)
         mounts = sorted((m for m in self.caster.mounts.values() if not wanted or m.sid in wanted),
                         key=lambda m: m.sid)
-        key = tuple((m.sid, tuple(m.station.ecef), m.station.antenna) for m in mounts)
+        key = tuple((m.sid, tuple(m.arp_ecef), m.station.antenna) for m in mounts)
         if key == self._sites_key:
             return
         self._sites_key = key
@@ -190,13 +185,11 @@ class NetworkMount(Mountpoint):
         if len(mounts) < 2:
             self.sites, self._site_ids = None, frozenset()
             return
-        sites = []
-        for m in mounts:
-            site = Site(m.sid, np.array(m.station.ecef, dtype=float), antenna=m.station.antenna)
-            site.pcv = antenna_model(self.config.atx, m.station.antenna, None)
-            sites.append(site)
-        self.sites, self._site_ids = sites, frozenset(s.name for s in sites)
-        log.info("network mountpoint %s over %s", self.name, ", ".join(s.name for s in sites))
+        # the ARPs in the service frame (as their 1005/1006 are served): rovers, and so virtual stations, are in it
+        self.sites = [Site(m.sid, np.array(m.arp_ecef, dtype=float), antenna=m.station.antenna) for m in mounts]
+        self._site_ids = frozenset(s.name for s in self.sites)
+        log.info("network mountpoint %s over %s", self.name, ", ".join(s.name for s in self.sites))
+        self._start()
 
     def _stop(self) -> None:
         for conn in list(self.clients):
@@ -205,70 +198,30 @@ class NetworkMount(Mountpoint):
         self.cells.clear()
         if self.service is not None:
             self.service.close()
-            self.service.engine.close()
             self.service = None
-        if self._nav is not None:
-            rtk.free_rtcm(self._nav)
-            self._nav = None
-        self._queue.clear()
 
-    def on_frames(self, mount, frames: Sequence[bytes]) -> None:
-        """The station frame hook: queue, and process after the station's own fan-out."""
-        if mount.sid not in self._site_ids:
-            return
-        self._queue.append((mount.sid, list(frames)))
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._process)
+    def close(self) -> None:
+        self._stop()
 
-    def _process(self) -> None:
-        self._scheduled = False
-        queue, self._queue = self._queue, []
-        for sid, frames in queue:
-            try:
-                self._feed(sid, frames)
-            except Exception:  # a bad epoch must not stop the caster or the stations' fan-out
-                log.exception("network mountpoint %s: station %s frames failed", self.name, sid)
+    def _start(self) -> None:
+        from cors.network.worker import RemoteNetwork
 
-    def _feed(self, sid: str, frames: list[bytes]) -> None:
-        if self.sites is None:
-            return
-        if self._nav is None:
-            self._nav = rtk.rtcm_t()
-            rtk.init_rtcm(self._nav)
-        first_eph = None
-        for f in frames:
-            if _msg_type(f) in EPHEMERIS_TYPES:
-                for byte in f:
-                    if rtk.input_rtcm3(self._nav, byte) == 2 and first_eph is None:
-                        first_eph = self._ephemeris_time()
-        if self.service is None:
-            if first_eph is None:
-                return  # no ephemeris yet: the streams cannot be dated nor satellites placed
-            self._start(first_eph)
-        out = self.service.feed_station(sid, b"".join(frames))
-        for cell, data in out.items():
-            feed = self.cells.get(cell)
-            if feed is not None:
-                feed.send(data)
-
-    def _ephemeris_time(self):
-        sat = int(self._nav.ephsat)
-        if sat <= 0:
-            return None
-        sys, prn = satsys(sat)
-        eph = self._nav.nav.geph[prn - 1] if sys == SYS_GLO else self._nav.nav.eph[sat - 1]
-        return eph.toe
-
-    def _start(self, time_hint) -> None:
-        from cors.network.engine import NetworkEngine
-        from cors.network.service import NetworkService
-
-        engine = NetworkEngine(self.sites, self._nav.nav, integrity=self.config.integrity)
-        self.service = NetworkService(engine, time_hint, cell_m=self.config.cell_m,
-                                      move_m=self.config.move_m, method=self.config.method)
+        self.service = RemoteNetwork(asyncio.get_running_loop(),
+                                     [(s.name, s.ecef, s.antenna) for s in self.sites], self.config, self._send)
         for conn in list(self.clients):
             self._place(conn)
+
+    def on_frames(self, mount, frames: Sequence[bytes]) -> None:
+        """The station frame hook: to the processor (a pipe write; its backlog is bounded)."""
+        if mount.sid in self._site_ids and self.service is not None:
+            self.service.feed(mount.sid, list(frames))
+
+    def _send(self, out: dict) -> None:
+        """An epoch's RTCM per virtual station, from the processor: to each station's clients."""
+        for key, data in out.items():
+            feed = self.cells.get(key)
+            if feed is not None:
+                feed.send(data)
 
     # -- clients -------------------------------------------------------------------------------
     def _place(self, conn) -> None:
@@ -278,7 +231,7 @@ class NetworkMount(Mountpoint):
         cell = self.service.place(conn, gga.lat, gga.lon, gga.height)
         feed = self.cells.get(cell)
         if feed is None:
-            feed = self.cells[cell] = CellFeed(self.caster, f"{self.name}@{cell[0]},{cell[1]}")
+            feed = self.cells[cell] = CellFeed(self.caster, f"{self.name}@{','.join(map(str, cell))}")
         if conn.mount is not feed:
             self.caster.feed(conn, feed)
         self._drop_empty_cells()
