@@ -21,6 +21,7 @@ from cors.network.virtual import VirtualEpoch, virtual_records
 MAXSAT = int(rtk.MAXSAT)
 COMPONENTS = ("iono", "tropo")
 WET_METHOD = "idw"
+WET_HEIGHT_MARGIN = 100.0  # m beyond the stations' heights the wet residual is still applied
 
 
 def network_edges(sites: Sequence[Site]) -> list[tuple[int, int]]:
@@ -257,7 +258,13 @@ class NetworkEngine:
         # the wet residual by inverse distance whatever the method: over 100+ km and hundreds of metres
         # of height it is not planar, and a plane extrapolated outside the network (CatNet: MATA, GARR)
         # predicts it worse than the standard atmosphere alone; inverse distance never extrapolates
-        return (interpolate.interpolate(method, en, d, at), interpolate.interpolate(WET_METHOD, en, w, at), used)
+        wet = interpolate.interpolate(WET_METHOD, en, w, at)
+        # nor in height: the residual of a height model is not carried above or below the stations
+        heights = [self.by_name[n].llh[2] for n in names]
+        h = ecef_to_llh(position)[2]
+        if not min(heights) - WET_HEIGHT_MARGIN <= h <= max(heights) + WET_HEIGHT_MARGIN:
+            wet = np.where(np.isnan(wet), np.nan, 0.0)
+        return interpolate.interpolate(method, en, d, at), wet, used
 
     def virtual(self, ep: NetworkEpoch, position: Sequence[float], *, method: str = "plane",
                 components: Iterable[str] = COMPONENTS, master: str | None = None) -> VirtualEpoch | None:

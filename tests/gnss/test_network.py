@@ -430,3 +430,27 @@ def test_network_edges_and_spanning_tree_of_four_stations():
     assert len(tree) == 3
     assert {sites[i].name for e in tree for i in e} == set(xyz)
     assert {"EBRE", "CREU"} not in [{sites[i].name, sites[j].name} for i, j in tree]  # 288 km: never
+
+
+@pytest.mark.shared_data
+def test_wet_residual_is_not_carried_above_the_stations(network, mata):
+    """The wet residual w.r.t. the standard atmosphere is interpolated at a station's height, never
+    extrapolated 700 m above the network (CatNet stations: 108-635 m)."""
+    from cors.network.engine import NetworkEngine
+    from cors.network.sites import ecef_to_llh, llh_to_ecef
+
+    engine = NetworkEngine(network, network[0].source.nav, integrity=False)
+    try:
+        for t in network[0].times[:20]:
+            ep = engine.step(float(t), {s.name: s.epoch_records(t) for s in network})
+        master = engine.master_for(ep, mata.ecef)
+        _, wet_here, _ = engine.corrections_at(ep, master, mata.ecef)
+        lat, lon, h = ecef_to_llh(mata.ecef)
+        top = max(s.llh[2] for s in network)
+        above = llh_to_ecef(np.degrees(lat), np.degrees(lon), top + 700.0)
+        _, wet_above, _ = engine.corrections_at(ep, master, above)
+    finally:
+        engine.close()
+    seen = ~np.isnan(wet_here)
+    assert np.sum(np.abs(wet_here[seen]) > 1e-4) >= 4
+    assert np.array_equal(np.isnan(wet_above), ~seen) and np.all(wet_above[seen] == 0.0)
