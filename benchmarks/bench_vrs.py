@@ -138,8 +138,8 @@ def run() -> dict:
                           "ms_per_epoch_per_baseline": 1000 * tm["network_s"] / max(tm["baseline_epochs"], 1),
                           "ms_per_virtual_epoch": 1000 * tm["virtual_s"] / max(tm["virtual_epochs"], 1)})
             notes.append(f"{rover}: VRS {np.linalg.norm(position - truth):.1f} m from the truth (single point); "
-                         "network baselines fixed: " + ", ".join(
-                             f"{k} {v['km']} km {100 * v['fix_rate']:.0f} %" for k, v in summary["baselines"].items()))
+                         "network baselines fixed (L1, widelane): " + ", ".join(
+                             f"{k} {v['km']} km {100 * v['fix_rate']:.0f} % (WL {100 * v['wl_fix_rate']:.0f} %)" for k, v in summary["baselines"].items()))
             arms = [(f"base {nearest} (nearest)", sites[network.index(nearest)].ecef if nearest in network else None,
                      DATA / f"{nearest}0770.10o"),
                     (f"base {farthest} (farthest)", None, DATA / f"{farthest}0770.10o")]

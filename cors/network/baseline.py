@@ -3,8 +3,9 @@
 RTKLIB does the estimation (pyrtklib ``rtkpos``, mode ``fixed``: both ends held at their known
 coordinates). Per satellite it estimates the single-difference slant ionosphere on L1 (state
 II(s) = vertical delay, mapped with the mean of both ends' ionospheric mapping functions), a zenith
-wet delay per station (IT(0) rover end, IT(1) base end), and the carrier ambiguities, which LAMBDA
-fixes (L1 and L2 jointly; the widelane is validated on our side, see ``widelane_ok``).
+wet delay per station (IT(0) rover end, IT(1) base end), and the float carrier biases. RTKLIB's own AR
+(L1 and L2 jointly, all or nothing) is off: ``ambiguity.WidelaneL1`` fixes widelanes first, then L1
+with partial fixing, and the network reads the ionosphere and wet delays from its fixed states.
 
 What the network needs from a baseline is per satellite: the slant L1 ionosphere difference
 (aux minus master) and both zenith wet delays, from the fixed solution when RTKLIB validated one.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyrtklib as rtk
 
+from cors.network.ambiguity import MIN_DD, FixResult, WidelaneL1
 from cors.network.sites import Site
 from cors.rtk import rtkpos_pair
 
@@ -35,7 +37,7 @@ pos1-ionoopt       =est-stec
 pos1-tropopt       =est-ztd
 pos1-sateph        =brdc
 pos1-navsys        =61
-pos2-armode        =fix-and-hold
+pos2-armode        =off
 pos2-gloarmode     =off
 pos2-arthres       =3
 pos2-arlockcnt     =5
@@ -80,19 +82,24 @@ class BaselineState:
     """One epoch of one baseline (aux = rover end, master = base end)."""
 
     gpst: float
-    fixed: bool
+    fixed: bool  # L1 (hence L2) DD ambiguities fixed for at least 4 satellite pairs
     ratio: float
     sats: np.ndarray  # satellite numbers with an ionosphere state this epoch
     iono_vert: np.ndarray  # L1 ionosphere, aux minus master (m), vertical: slant = x * mean(mapf)
     zwd_aux: float
     zwd_master: float
     nsat: int
+    wl_fixed: bool = False  # widelanes fixed for at least 4 satellite pairs
+    n_wl: int = 0
+    n_l1: int = 0
+    iono_fixed: np.ndarray | None = None  # per entry of sats: its L1 DD ambiguity is fixed (or it is the reference)
 
 
 @dataclass
 class BaselineStats:
     epochs: int = 0
     fixed: int = 0
+    wl_fixed: int = 0
     last_fixed: bool = False
     ratios: list = field(default_factory=list)
 
@@ -100,11 +107,15 @@ class BaselineStats:
     def fix_rate(self) -> float:
         return self.fixed / self.epochs if self.epochs else 0.0
 
+    @property
+    def wl_fix_rate(self) -> float:
+        return self.wl_fixed / self.epochs if self.epochs else 0.0
+
 
 class Baseline:
     """A causal RTKLIB filter between ``master`` (base end) and ``aux`` (rover end)."""
 
-    def __init__(self, master: Site, aux: Site, nav, popt=None):
+    def __init__(self, master: Site, aux: Site, nav, popt=None, *, resolve: bool = True):
         self.master, self.aux, self.nav = master, aux, nav
         opt = popt if popt is not None else network_options()
         for i in range(3):
@@ -118,6 +129,9 @@ class Baseline:
                 opt.pcvr[k] = site.pcv[0]
         self.rtk = rtk.rtk_t()
         rtk.rtkinit(self.rtk, opt)
+        # resolve=False leaves the network float (an ablation, and the reference the tests compare with)
+        self.ar = WidelaneL1(self.rtk, nav, ratio=float(opt.thresar[0]) or 3.0,
+                             elmask=float(opt.elmaskar) or np.radians(15.0)) if resolve else None
         nf = int(opt.nf)
         self.ni = int(rtk.MAXSAT)
         self.it0 = NP + self.ni
@@ -125,6 +139,7 @@ class Baseline:
         self.nf = nf
         self.stats = BaselineStats()
         self.name = f"{master.name}-{aux.name}"
+        self.last_fix = None
 
     @property
     def length_km(self) -> float:
@@ -137,22 +152,29 @@ class Baseline:
             return None
         rtkpos_pair(self.rtk, self.nav, aux_records, master_records)
         sol = self.rtk.sol
-        fixed = int(sol.stat) == 1
-        # float states always: switching to xa only on fixed epochs makes the corrections jump;
-        # fix-and-hold pulls x onto the fixed solution anyway
+        fix = self.last_fix = self.ar.step(gpst, aux_records, master_records) if self.ar else FixResult()
+        fixed = len(fix.l1) >= MIN_DD
+        wl_fixed = len(fix.wl) >= MIN_DD
         x = self.rtk.x
+
+        def state(k):  # the conditionally fixed value when something was fixed, else the float one
+            return fix.x.get(k, float(x[k]))
+
         sats = np.array(sorted({int(r.sat) for r in aux_records} & {int(r.sat) for r in master_records}))
         iono = np.full(len(sats), np.nan)
         for j, sat in enumerate(sats):
             ssat = self.rtk.ssat[sat - 1]
             if not ssat.vsat[0]:
                 continue
-            xv = float(x[NP + sat - 1])
+            xv = state(NP + sat - 1)
             if xv != 0.0:
                 iono[j] = xv
         ok = ~np.isnan(iono)
-        st = BaselineState(gpst, fixed, float(sol.ratio), sats[ok], iono[ok],
-                           float(self.rtk.x[self.it0]), float(self.rtk.x[self.it0 + 1]), int(sol.ns))
+        l1 = set(fix.l1) | (set(fix.refs.values()) if fix.l1 else set())
+        st = BaselineState(gpst, fixed, fix.ratio, sats[ok], iono[ok], state(self.it0), state(self.it0 + 1),
+                           int(sol.ns), wl_fixed, len(fix.wl), len(fix.l1),
+                           np.array([int(s) in l1 for s in sats[ok]], dtype=bool))
+        self.stats.wl_fixed += wl_fixed
         self.stats.epochs += 1
         self.stats.fixed += fixed
         self.stats.last_fixed = fixed

@@ -20,6 +20,8 @@ from cors.network.virtual import VirtualEpoch, virtual_records
 
 MAXSAT = int(rtk.MAXSAT)
 COMPONENTS = ("iono", "tropo")
+WET_METHOD = "idw"
+WET_HEIGHT_MARGIN = 100.0  # m beyond the stations' heights the wet residual is still applied
 
 
 def network_edges(sites: Sequence[Site]) -> list[tuple[int, int]]:
@@ -90,7 +92,7 @@ class NetworkEpoch:
 
 class NetworkEngine:
     def __init__(self, sites: Sequence[Site], nav, *, network_conf: str | None = None,
-                 integrity: bool = True):
+                 integrity: bool = True, resolve: bool = True):
         if len(sites) < 1:
             raise CorsError("a network needs at least one reference station")
         names = [s.name for s in sites]
@@ -100,6 +102,7 @@ class NetworkEngine:
         self.by_name = {s.name: s for s in self.sites}
         self.nav = nav
         self._conf = network_conf
+        self._resolve = resolve  # network ambiguity resolution (False: float network, an ablation)
         self.edges = network_edges(self.sites)
         self._rebuild()
         self.monitor = IntegrityMonitor(self.sites, self.edges, nav) if integrity and len(sites) > 1 else None
@@ -119,7 +122,8 @@ class NetworkEngine:
         for i, j in edges:
             if (i, j) not in self.baselines:
                 popt = network_options(self._conf) if self._conf else network_options()
-                self.baselines[(i, j)] = Baseline(self.sites[i], self.sites[j], self.nav, popt)
+                self.baselines[(i, j)] = Baseline(self.sites[i], self.sites[j], self.nav, popt,
+                                                  resolve=self._resolve)
 
     def exclude(self, name: str, why: str) -> None:
         site = self.by_name[name]
@@ -182,7 +186,9 @@ class NetworkEngine:
                           "excluded": s.excluded or None, "stale": stale.get(s.name)} for s in self.sites],
             "baselines": [{"name": bl.name, "km": round(bl.length_km, 1),
                            "fixed": bool(ep and bl.name in ep.baselines and ep.baselines[bl.name].fixed),
-                           "fix_rate": round(bl.stats.fix_rate, 4), "epochs": bl.stats.epochs}
+                           "fix_rate": round(bl.stats.fix_rate, 4),
+                           "wl_fixed": bool(ep and bl.name in ep.baselines and ep.baselines[bl.name].wl_fixed),
+                           "wl_fix_rate": round(bl.stats.wl_fix_rate, 4), "epochs": bl.stats.epochs}
                           for bl in self.baselines.values()],
             "closures_cm": {k: round(100 * v, 2) for k, v in (ep.closures if ep else {}).items()},
             "leave_one_out_cm": {k: round(100 * v, 2) for k, v in (self.leave_one_out(ep).items() if ep else ())},
@@ -249,7 +255,16 @@ class NetworkEngine:
         if len(names) == 1:
             return d[0], w[0], "master"
         _, used = interpolate.weights(method, en, at)
-        return (interpolate.interpolate(method, en, d, at), interpolate.interpolate(method, en, w, at), used)
+        # the wet residual by inverse distance whatever the method: over 100+ km and hundreds of metres
+        # of height it is not planar, and a plane extrapolated outside the network (CatNet: MATA, GARR)
+        # predicts it worse than the standard atmosphere alone; inverse distance never extrapolates
+        wet = interpolate.interpolate(WET_METHOD, en, w, at)
+        # nor in height: the residual of a height model is not carried above or below the stations
+        heights = [self.by_name[n].llh[2] for n in names]
+        h = ecef_to_llh(position)[2]
+        if not min(heights) - WET_HEIGHT_MARGIN <= h <= max(heights) + WET_HEIGHT_MARGIN:
+            wet = np.where(np.isnan(wet), np.nan, 0.0)
+        return interpolate.interpolate(method, en, d, at), wet, used
 
     def virtual(self, ep: NetworkEpoch, position: Sequence[float], *, method: str = "plane",
                 components: Iterable[str] = COMPONENTS, master: str | None = None) -> VirtualEpoch | None:

@@ -91,4 +91,5 @@ def virtual_rinex_set(engine: NetworkEngine, position: Sequence[float], outputs:
         w.close()
     return {"epochs": n_ep, "observations": n_obs, "timing": timing,
             "baselines": {bl.name: {"km": round(bl.length_km, 1), "fix_rate": round(bl.stats.fix_rate, 3),
+                                    "wl_fix_rate": round(bl.stats.wl_fix_rate, 3),
                                     "epochs": bl.stats.epochs} for bl in engine.baselines.values()}}
