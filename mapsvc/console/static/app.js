@@ -18,6 +18,8 @@ const LINE_WIDTHS = ["match", ["get", "_kind"], "stop_line", 4, "line_thick", 2.
   "traffic_sign", 3, "virtual", 1, 1.5];
 const REGELEM_COLOURS = ["match", ["get", "_subtype"], "traffic_light", "#ff2d00", "right_of_way", "#ff9f00",
   "traffic_sign", "#1f78b4", "speed_limit", "#7b3294", "all_way_stop", "#a50026", "#555555"];
+const BOUNDS_MINZOOM = 14;
+const MARK_KINDS = ["stop_line", "traffic_light", "traffic_sign"];  // line strings drawn at every zoom
 const SEVERITY_COLOURS = ["match", ["get", "severity"], "A", "#c00000", "B", "#ff6a00", "C", "#f2c200",
   "D", "#2c7bb6", "#888888"];
 const DIFF_COLOURS = {added: "#1a9641", changed: "#e66101", removed: "#d7191c", unchanged: "#cccccc"};
@@ -268,12 +270,19 @@ function addMapLayers(map, data) {
   map.addLayer({id: "lanelets", type: "fill", source: "map", filter: ["==", ["get", "type"], "lanelet"],
     // no fill outline: the bounds are drawn as lines of their own (and the worker has less to build)
     paint: {"fill-color": LANELET_COLOURS, "fill-opacity": 0.7, "fill-antialias": false}});
-  map.addLayer({id: "lines-solid", type: "line", source: "map",
-    filter: ["all", ["==", ["get", "type"], "line_string"], ["!", ["get", "_dashed"]]],
+  // bounds from zoom 14: below it a 3.5 m lane is under a pixel wide, its bounds only cover it, and a city's worth
+  // of them would cost the first render of an overview several hundred milliseconds; stop lines, traffic
+  // lights and signs (line strings too) are drawn at every zoom
+  const line = ["==", ["get", "type"], "line_string"];
+  const mark = ["in", ["get", "_kind"], ["literal", MARK_KINDS]];
+  map.addLayer({id: "lines-solid", type: "line", source: "map", minzoom: BOUNDS_MINZOOM,
+    filter: ["all", line, ["!", mark], ["!", ["get", "_dashed"]]],
     paint: {"line-color": LINE_COLOURS, "line-width": LINE_WIDTHS}});
-  map.addLayer({id: "lines-dashed", type: "line", source: "map",
-    filter: ["all", ["==", ["get", "type"], "line_string"], ["get", "_dashed"]],
+  map.addLayer({id: "lines-dashed", type: "line", source: "map", minzoom: BOUNDS_MINZOOM,
+    filter: ["all", line, ["!", mark], ["get", "_dashed"]],
     paint: {"line-color": LINE_COLOURS, "line-width": LINE_WIDTHS, "line-dasharray": [3, 3]}});
+  map.addLayer({id: "line-marks", type: "line", source: "map", filter: ["all", line, mark],
+    paint: {"line-color": LINE_COLOURS, "line-width": LINE_WIDTHS}});
   map.addLayer({id: "regulatory-elements", type: "circle", source: "map",
     filter: ["==", ["get", "type"], "regulatory_element"],
     paint: {"circle-color": REGELEM_COLOURS, "circle-radius": 6, "circle-stroke-color": "#fff",
@@ -286,7 +295,8 @@ function detailTable(obj) {
 }
 
 // what a click shows: the topmost element, findings and regulatory elements before lines before surfaces
-const CLICK_LAYERS = ["findings", "regulatory-elements", "lines-solid", "lines-dashed", "lanelets", "areas"];
+const CLICK_LAYERS = ["findings", "regulatory-elements", "line-marks", "lines-solid", "lines-dashed", "lanelets",
+  "areas"];
 
 function onClickShow(map, panel) {
   map.on("click", (e) => {
