@@ -294,12 +294,6 @@ def loadgen_main(argv):
 
 # --- one measured run -----------------------------------------------------------------------------------
 
-def _lowest_priority() -> None:
-    """The load generator stands in for rovers on other machines: it yields the cores to the casters (its
-    latencies are the kernel's arrival stamps, taken in the sender's context, so reading late changes none)."""
-    os.nice(19)
-
-
 def _measure(server_pid, port, n: int, creds, feeder: Feeder, work: Path, label: str,
              extra_pids: dict | None = None, *, seconds: float | None = None,
              during: tuple[float, Callable[[], None]] | None = None) -> dict:
@@ -316,8 +310,7 @@ def _measure(server_pid, port, n: int, creds, feeder: Feeder, work: Path, label:
     gen = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_ntrip", "--loadgen", "--port", str(port),
                             "--n", str(n), "--creds", str(creds_file), "--seconds", str(seconds),
                             "--out", out] + (["--reconnect"] if during else []),
-                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           preexec_fn=_lowest_priority)
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = gen.stdout.readline().split()
     if not line or line[0] != "CONNECTED":
         gen.kill()
