@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import shutil
+
 import threading
 from pathlib import Path
 
@@ -138,7 +140,9 @@ def run_locate_demo(release: str, statuses, step: str = "6/6") -> dict:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
+        # the demo's own vehicle, new each run: a cache is bound to one server, and this one's port is new
         cache = home() / "demo" / "vehicle"
+        shutil.rmtree(cache, ignore_errors=True)
         client = VehicleClient(f"http://127.0.0.1:{server.server_port}", token, cache,
                                key_id=signing.active_key_id(home()))
         client.home = home()
