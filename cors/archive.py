@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from cors.errors import CorsError
-from cors.monitor import GPS_EPOCH_UNIX, GPS_LEAP_SECONDS, TOW_FIELD, WEEK_S, constellation
+from cors.monitor import GPS_EPOCH_UNIX, GPS_LEAP_SECONDS, TOW_FIELD, WEEK_S, constellation, message_number
 
 log = logging.getLogger("cors.archive")
 GPS_EPOCH = dt.datetime(1980, 1, 6)
@@ -113,7 +113,7 @@ def epoch_gpst(frame: bytes, received: float) -> float | None:
     DF248, DF428, DF427)."""
     if len(frame) < 13:
         return None
-    tow = TOW_FIELD.get(constellation((frame[3] << 4) | (frame[4] >> 4)))
+    tow = TOW_FIELD.get(constellation(message_number(frame)))
     if tow is None:
         return None
     ms = (int.from_bytes(frame[3:10], "big") >> 2) & ((1 << 30) - 1)

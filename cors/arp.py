@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from cors.errors import CorsError
+from cors.monitor import message_number
 
 ARP_TYPES = (1005, 1006)
 
@@ -108,4 +109,4 @@ class ServiceFrame:
 
 
 def is_arp(frame: bytes) -> bool:
-    return len(frame) > 5 and ((frame[3] << 4) | (frame[4] >> 4)) in ARP_TYPES
+    return message_number(frame) in ARP_TYPES

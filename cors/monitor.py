@@ -41,6 +41,11 @@ GPS_LEAP_SECONDS = 18
 WEEK_S = 604800.0
 
 
+def message_number(frame: bytes) -> int:
+    """The 12-bit message number of a whole RTCM 3 frame (0 for one too short to carry it)."""
+    return (frame[3] << 4) | (frame[4] >> 4) if len(frame) > 5 else 0
+
+
 def constellation(msg_type: int) -> str | None:
     for rng, name in MSM_RANGES.items():
         if msg_type in rng:
@@ -204,7 +209,7 @@ class Monitor:
             st.first_frame = now
         st.last_frame = now
         st.last_frame_wall = time.time()
-        msg_type = ((frame[3] << 4) | (frame[4] >> 4)) if len(frame) > 5 else 0
+        msg_type = message_number(frame)
         ts = st.types.get(msg_type)
         if ts is None:
             ts = st.types[msg_type] = TypeStats(first=now)

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from cors.monitor import message_number
 from cors.network.cells import VirtualStationPool
 
 log = logging.getLogger("cors.caster")
@@ -51,10 +52,6 @@ def _unpack(buf: bytearray) -> list:
         out.append(pickle.loads(bytes(buf[4:4 + n])))
         del buf[:4 + n]
     return out
-
-
-def _msg_type(frame: bytes) -> int:
-    return (frame[3] << 4) | (frame[4] >> 4) if len(frame) > 5 else 0
 
 
 # -- the caster's side ----------------------------------------------------------------------------------
@@ -217,7 +214,7 @@ class Processor:
 
         first_eph = None
         for f in frames:
-            if _msg_type(f) in EPHEMERIS_TYPES:
+            if message_number(f) in EPHEMERIS_TYPES:
                 for byte in f:
                     if rtk.input_rtcm3(self.nav, byte) == 2 and first_eph is None:
                         first_eph = self._ephemeris_time()

@@ -31,7 +31,7 @@ from cors import ntrip
 from cors.caster.kinds.station import StationMount
 from cors.caster.mountpoints import Mountpoint, kind
 from cors.errors import CorsError
-from cors.monitor import RtcmFramer
+from cors.monitor import RtcmFramer, message_number
 
 log = logging.getLogger("cors.caster")
 
@@ -69,10 +69,6 @@ class NetworkConfig:
                 raise CorsError(f"{self.atx}: no antenna models in it (not an ANTEX file?)")
 
 
-def _msg_type(frame: bytes) -> int:
-    return (frame[3] << 4) | (frame[4] >> 4) if len(frame) > 5 else 0
-
-
 class CellFeed:
     """The fan-out source of one cell's virtual station (what ``Caster.feed`` moves clients to)."""
 
@@ -93,7 +89,7 @@ class CellFeed:
     def send(self, data: bytes) -> None:
         """One epoch of the cell's RTCM (whole frames): remember its 1006 for clients joining later."""
         for f in RtcmFramer().feed(data):
-            if _msg_type(f) == 1006:
+            if message_number(f) == 1006:
                 self.last_arp = f
         self.broadcast(data)
 
