@@ -9,18 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import GNSS_DIR, require_shared
+from tests.gnss.test_network import _site  # the CatNet stations, as test_network loads them
 
-CATNET = GNSS_DIR / "network_catnet_2010077"
-NAV = CATNET / "brdc0770.10n"
-ATX = CATNET / "igs05_1525.atx"
 HOURS = 3
-
-
-def _site(name):
-    from cors.network.sites import load_site
-
-    return load_site(require_shared(CATNET / f"{name}0770.10o"), nav=[NAV], atx=ATX)
 
 
 @pytest.fixture(scope="module")
