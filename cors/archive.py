@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from cors.errors import CorsError
-from cors.monitor import GPS_EPOCH_UNIX, GPS_LEAP_SECONDS, TOW_FIELD, WEEK_S, constellation, message_number
+from cors.monitor import TOW_FIELD, WEEK_S, constellation, gps_seconds, message_number
 
 log = logging.getLogger("cors.archive")
 GPS_EPOCH = dt.datetime(1980, 1, 6)
@@ -118,7 +118,7 @@ def epoch_gpst(frame: bytes, received: float) -> float | None:
         return None
     ms = (int.from_bytes(frame[3:10], "big") >> 2) & ((1 << 30) - 1)
     tow_s = ms / 1000.0 + tow[1]
-    approx = received - GPS_EPOCH_UNIX + GPS_LEAP_SECONDS
+    approx = gps_seconds(received)
     return round((approx - tow_s) / WEEK_S) * WEEK_S + tow_s
 
 
@@ -226,7 +226,7 @@ class Archiver:
             t = epoch_gpst(frame, received)
             if t is not None:
                 self._hour[sid] = gps_hour(t)
-            hour = self._hour.get(sid) or gps_hour(received - GPS_EPOCH_UNIX + GPS_LEAP_SECONDS)
+            hour = self._hour.get(sid) or gps_hour(gps_seconds(received))
             if groups and groups[-1][0] == hour:
                 groups[-1][1].append(frame)
             else:
@@ -250,7 +250,7 @@ class Archiver:
         import time
 
         now = time.time() if now is None else now
-        now_gps = now - GPS_EPOCH_UNIX + GPS_LEAP_SECONDS
+        now_gps = gps_seconds(now)
         done = []
         for sid, hour in sorted(self.open_hours):
             end = (hour - GPS_EPOCH).total_seconds() + 3600 + self.grace_s

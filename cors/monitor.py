@@ -116,10 +116,14 @@ class RtcmFramer:
         return len(self._buf)
 
 
+def gps_seconds(unix: float) -> float:
+    """GPS time (seconds since 1980-01-06) of a Unix time, with today's leap seconds."""
+    return unix - GPS_EPOCH_UNIX + GPS_LEAP_SECONDS
+
+
 def gps_now(now_unix: float | None = None) -> float:
     """Seconds of the current GPS week."""
-    t = (time.time() if now_unix is None else now_unix) - GPS_EPOCH_UNIX + GPS_LEAP_SECONDS
-    return t % WEEK_S
+    return gps_seconds(time.time() if now_unix is None else now_unix) % WEEK_S
 
 
 @dataclass
